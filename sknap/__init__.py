@@ -1,0 +1,29 @@
+"""Neuron activation patterns of PyTorch classifiers, as scikit-learn estimators."""
+
+from .auxiliary import AuxiliaryClassifier
+from .entropy import ActivationEntropy, activation_entropy
+from .exceptions import DeadNeuronWarning, EmptyClassWarning, LayoutWarning
+from .extraction import ActivationExtractor, list_layers
+from .pipeline import make_nap_pipeline
+from .probabilities import (
+    ActivationProbabilityFeatures,
+    activation_probability,
+    proposed_proba,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivationEntropy",
+    "ActivationExtractor",
+    "ActivationProbabilityFeatures",
+    "AuxiliaryClassifier",
+    "DeadNeuronWarning",
+    "EmptyClassWarning",
+    "LayoutWarning",
+    "activation_entropy",
+    "activation_probability",
+    "list_layers",
+    "make_nap_pipeline",
+    "proposed_proba",
+]

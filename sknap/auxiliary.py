@@ -1,0 +1,246 @@
+"""The auxiliary classifier trained on ``[Y_proposed, Y_predicted]``."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import _device
+
+__all__ = ["AuxiliaryClassifier"]
+
+
+class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
+    """A small PyTorch MLP classifier, in the manner of MLPClassifier.
+
+    The paper's auxiliary model: one hidden layer of ``2 * n_classes`` ReLU
+    units and a softmax output, trained with Adam on the cross-entropy loss.
+    The authors' code used hidden layers ``(2C, C)`` with dropout 0.2: set
+    ``hidden_layer_sizes=(2 * C, C), dropout=0.2`` to match it.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int, tuple of int or None, default=None
+        Width of each hidden layer. ``None`` is ``(2 * n_classes,)``, worked out
+        at fit.
+    dropout : float, default=0.0
+        Dropout after each hidden ReLU during training.
+    alpha : float, default=0.0
+        L2 penalty (Adam's weight decay).
+    batch_size : int, default=16
+        Samples per step (the authors used 8 to 16).
+    learning_rate_init : float, default=1e-3
+        Adam's learning rate.
+    max_iter : int, default=20
+        Epochs (the authors used 5 to 20).
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation, the batch order and dropout; an int gives
+        identical results across runs on the same device.
+    device : str or torch.device, default="auto"
+        Where to train and predict: CUDA when available, else the CPU.
+    verbose : bool, default=False
+        Show a progress bar over epochs.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    hidden_layer_sizes_ : tuple of int
+        Hidden widths used.
+    model_ : torch.nn.Sequential
+        The trained network (logits).
+    loss_curve_ : list of float
+        Mean training loss of each epoch.
+    n_iter_ : int
+        Epochs run.
+    n_features_in_ : int
+        Number of input columns.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` had them.
+
+    See Also
+    --------
+    ActivationProbabilityFeatures : Makes this classifier's input.
+    sklearn.neural_network.MLPClassifier : The interface this follows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknap import AuxiliaryClassifier
+    >>> X = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9]] * 5)
+    >>> y = np.array([0, 0, 1, 1] * 5)
+    >>> clf = AuxiliaryClassifier(learning_rate_init=0.01, max_iter=50, random_state=0)
+    >>> clf = clf.fit(X, y)
+    >>> clf.hidden_layer_sizes_
+    (4,)
+    >>> clf.predict([[0.95, 0.05], [0.05, 0.95]])
+    array([0, 1])
+    """
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": [
+            None,
+            Interval(Integral, 1, None, closed="left"),
+            tuple,
+            list,
+        ],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+        "verbose": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=None,
+        *,
+        dropout=0.0,
+        alpha=0.0,
+        batch_size=16,
+        learning_rate_init=1e-3,
+        max_iter=20,
+        random_state=None,
+        device="auto",
+        verbose=False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.dropout = dropout
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if isinstance(state.get("model_"), nn.Module):
+            state["model_"] = _device.cpu_copy_if_cuda(state["model_"])
+        return state
+
+    def _hidden_sizes(self, n_classes):
+        sizes = self.hidden_layer_sizes
+        if sizes is None:
+            return (2 * n_classes,)
+        if isinstance(sizes, Integral):
+            return (int(sizes),)
+        if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
+            raise ValueError(
+                "The 'hidden_layer_sizes' parameter of AuxiliaryClassifier must be "
+                f"a tuple of positive ints. Got {sizes!r} instead."
+            )
+        return tuple(int(s) for s in sizes)
+
+    def _build(self, n_features, n_classes):
+        sizes = [n_features, *self.hidden_layer_sizes_]
+        layers = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+            if self.dropout > 0:
+                layers.append(nn.Dropout(self.dropout))
+        layers.append(nn.Linear(sizes[-1], n_classes))
+        return nn.Sequential(*layers)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Usually ``[Y_proposed, Y_predicted]``.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : AuxiliaryClassifier
+            The fitted classifier.
+        """
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "AuxiliaryClassifier needs samples of at least 2 classes; y has 1 "
+                f"class ({self.classes_[0]!r}). Give training data of several classes."
+            )
+        self.hidden_layer_sizes_ = self._hidden_sizes(len(self.classes_))
+        device = _device.resolve_device(self.device, owner=type(self).__name__)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
+        yt = torch.as_tensor(y_idx, dtype=torch.int64, device=device)
+        n = len(Xt)
+        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+            torch.manual_seed(seed)
+            model = self._build(X.shape[1], len(self.classes_)).to(device)
+            optimizer = torch.optim.Adam(
+                model.parameters(), lr=self.learning_rate_init, weight_decay=self.alpha
+            )
+            loss_fn = nn.CrossEntropyLoss(reduction="sum")
+            generator = torch.Generator().manual_seed(seed)
+            self.loss_curve_ = []
+            model.train()
+            for _ in tqdm(range(self.max_iter), disable=not self.verbose, desc="aux"):
+                order = torch.randperm(n, generator=generator).to(device)
+                total = 0.0
+                for start in range(0, n, self.batch_size):
+                    idx = order[start : start + self.batch_size]
+                    optimizer.zero_grad()
+                    loss = loss_fn(model(Xt[idx]), yt[idx])
+                    (loss / len(idx)).backward()
+                    optimizer.step()
+                    total += float(loss.detach())
+                self.loss_curve_.append(total / n)
+        self.model_ = model.eval()
+        self.n_iter_ = self.max_iter
+        return self
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input features.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Softmax output; columns follow ``classes_``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        device = _device.resolve_device(self.device, owner=type(self).__name__)
+        model = _device.on_device(self.model_, device)
+        with torch.no_grad():
+            logits = model(torch.as_tensor(X, dtype=torch.float32, device=device))
+            return torch.softmax(logits.double(), dim=1).cpu().numpy()
+
+    def predict(self, X):
+        """Most probable class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input features.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predicted labels.
+        """
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

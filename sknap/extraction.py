@@ -1,0 +1,613 @@
+"""Activations of a PyTorch classifier, as a scikit-learn transformer."""
+
+import difflib
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import _device
+from ._layout import PROBA_PREFIX, UNIT_SEPARATOR
+
+__all__ = ["ActivationExtractor", "list_layers"]
+
+REDUCTIONS = ("mean", "max", "active_fraction", "flatten")
+OUTPUTS = ("logits", "proba", "log_proba")
+CALL_SEPARATOR = "#"
+
+
+def list_layers(backbone):
+    """Names of the modules of ``backbone`` that ``layers`` can refer to.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        The classifier.
+
+    Returns
+    -------
+    names : list of str
+        Module names as in ``backbone.named_modules()``, the root excluded.
+
+    Examples
+    --------
+    >>> from sknap.toy import make_mlp
+    >>> list_layers(make_mlp(4, 3, hidden=(5,)))
+    ['fc1', 'relu1', 'out']
+    """
+    return [name for name, _ in backbone.named_modules() if name]
+
+
+def _reduce(output, reduce):
+    """(n_samples, n_units) tensor from one hooked output."""
+    if callable(reduce):
+        reduced = reduce(output)
+        if not isinstance(reduced, torch.Tensor) or reduced.ndim != 2:
+            raise ValueError(
+                "The callable given as 'reduce' must return a 2-D tensor of shape "
+                f"(n_samples, n_units); it returned {type(reduced).__name__} "
+                f"of shape {tuple(getattr(reduced, 'shape', ()))} for an output "
+                f"of shape {tuple(output.shape)}."
+            )
+        return reduced
+    if output.ndim == 1:
+        return output[:, None]
+    if output.ndim == 2:
+        return output
+    if reduce == "flatten":
+        return output.flatten(1)
+    maps = output.flatten(2)
+    if reduce == "mean":
+        return maps.mean(dim=2)
+    if reduce == "max":
+        return maps.amax(dim=2)
+    return (maps > 0).to(output.dtype).mean(dim=2)
+
+
+def _unit_names(block, output_shape, reduce):
+    """Column names of one block, ``block__unit``."""
+    if callable(reduce) or len(output_shape) <= 2 or reduce != "flatten":
+        n_units = output_shape[1] if len(output_shape) > 1 else 1
+        return [f"{block}{UNIT_SEPARATOR}{u}" for u in range(n_units)]
+    return [
+        f"{block}{UNIT_SEPARATOR}{'_'.join(map(str, index))}"
+        for index in np.ndindex(*output_shape[1:])
+    ]
+
+
+class _Hooks:
+    """Forward hooks that record the reduced output of every call of a module.
+
+    A module called several times per forward pass records one block per
+    call. The context manager removes every hook, also after an exception.
+    """
+
+    def __init__(self, modules, reduce, wanted=None):
+        self.modules = modules
+        self.reduce = reduce
+        self.wanted = wanted
+        self.handles = []
+        self.calls = {}
+        self.outputs = {}
+        self.order = []
+        self.shapes = {}
+
+    def __enter__(self):
+        for name, module in self.modules.items():
+            self.handles.append(module.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        return False
+
+    def reset(self):
+        self.calls = {}
+        self.outputs = {}
+        self.order = []
+
+    def _hook(self, name):
+        def hook(module, inputs, output):
+            k = self.calls.get(name, 0)
+            self.calls[name] = k + 1
+            if self.wanted is not None and (name, k) not in self.wanted:
+                return
+            if not isinstance(output, torch.Tensor):
+                raise ValueError(
+                    f"Layer '{name}' returned {type(output).__name__}, not a tensor, "
+                    "so its activations cannot be read. Choose a layer whose output "
+                    "is a tensor (see sknap.list_layers(backbone))."
+                )
+            # Copy: an in-place ReLU after this module would overwrite the output.
+            out = output.detach()
+            reduced = _reduce(out, self.reduce)
+            if reduced.data_ptr() == out.data_ptr():
+                reduced = reduced.clone()
+            self.outputs[(name, k)] = reduced
+            self.order.append((name, k))
+            self.shapes[(name, k)] = tuple(out.shape)
+
+        return hook
+
+
+class ActivationExtractor(TransformerMixin, BaseEstimator):
+    """Activations of chosen layers of a PyTorch classifier, then its probabilities.
+
+    ``transform`` runs the backbone in eval mode, in batches, without
+    gradients, and returns one row per sample laid out as::
+
+        [block 1 units | ... | block L units | proba_<class> ...]
+
+    The last ``n_outputs_`` columns are the softmax of the backbone's output;
+    the steps after this one find them there. :meth:`get_feature_names_out`
+    names every column: ``<block>__<unit>`` for activations, where a block is
+    a module name, with ``#k`` appended for the k-th call of a module called
+    several times per forward pass, and ``proba_<class>`` for probabilities.
+
+    The backbone is held, not copied: :func:`sklearn.base.clone` of this
+    estimator, or of a pipeline or grid search holding it, shares the same
+    module. It is never modified: its train/eval flags are restored, hooks are
+    removed (also on error), and it is copied rather than moved when
+    ``device`` differs from where its weights are.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        A trained classifier mapping a batch of inputs to one row of class
+        scores per sample.
+    layers : str, type, or list of str and types, default=None
+        Modules whose outputs are recorded. A str is a module name as listed by
+        :func:`list_layers`; ``"name#k"`` keeps only the k-th call of that
+        module. A type, such as ``torch.nn.ReLU``, selects every module of that
+        type. ``None`` is the paper's choice: every ``nn.ReLU`` module, that is
+        every ReLU output but the output layer. Blocks are ordered by the first
+        time they run in the forward pass.
+    reduce : {"mean", "max", "active_fraction", "flatten"} or callable, \
+            default="mean"
+        How an output with spatial dimensions, (n, C, H, W) or (n, C, L),
+        becomes neurons; 2-D outputs are kept as they are. ``"mean"`` (the
+        default) gives one neuron per channel, the spatial mean: what the
+        network's own global pooling sees, and a size that stays small for
+        large inputs. ``"max"`` is the spatial maximum and
+        ``"active_fraction"`` the fraction of positions > 0 (one per channel).
+        ``"flatten"`` keeps every unit (channel x position), the paper's
+        literal definition, whose size grows with the input. A callable maps
+        the output tensor to a (n, n_units) tensor.
+    batch_size : int, default=256
+        Samples per forward pass.
+    device : str or torch.device, default="auto"
+        Where the forward pass runs: ``"auto"`` is CUDA when available, else
+        the CPU.
+    output : {"logits", "proba", "log_proba"}, default="logits"
+        What the backbone returns; the probabilities are its softmax, itself,
+        or its exponential.
+    output_key : int or str, default=None
+        When the backbone returns a tuple or a dict, the index or key of the
+        class scores (``0`` or ``"logits"`` for torchvision's Inception-v3 in
+        training mode).
+    classes : array-like of shape (n_outputs,), default=None
+        Labels of the backbone's outputs, used in the probability column
+        names; ``None`` is ``0 .. n_outputs - 1``.
+    progress : bool, default=False
+        Show a progress bar over batches.
+
+    Attributes
+    ----------
+    layer_names_ : list of str
+        Name of every block of columns, in column order.
+    layer_slices_ : dict of str to slice
+        Columns of each block, and of ``"proba"``.
+    layer_shapes_ : dict of str to tuple
+        Shape of each block's raw output for one sample.
+    n_neurons_ : int
+        Number of activation columns.
+    n_outputs_ : int
+        Number of classes the backbone scores (probability columns).
+    input_shape_ : tuple
+        Shape of one sample.
+    n_features_in_ : int
+        ``input_shape_[0]``, the length of ``X``'s second axis.
+
+    See Also
+    --------
+    list_layers : Names that ``layers`` accepts.
+    ActivationEntropy : Entropy of the extracted activations.
+    make_nap_pipeline : The whole method in one Pipeline.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknap import ActivationExtractor
+    >>> from sknap.toy import make_mlp
+    >>> net = make_mlp(4, 3, hidden=(5, 2), random_state=0)
+    >>> X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    >>> extractor = ActivationExtractor(net).fit(X)
+    >>> extractor.transform(X).shape
+    (6, 10)
+    >>> extractor.get_feature_names_out()[[0, 5, 7]].tolist()
+    ['relu1__0', 'relu2__0', 'proba_0']
+    """
+
+    _parameter_constraints = {
+        "backbone": [nn.Module],
+        "layers": [None, str, type, list, tuple],
+        "reduce": [StrOptions(set(REDUCTIONS)), callable],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "output": [StrOptions(set(OUTPUTS))],
+        "output_key": [None, Integral, str],
+        "classes": ["array-like", None],
+        "progress": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        backbone,
+        *,
+        layers=None,
+        reduce="mean",
+        batch_size=256,
+        device="auto",
+        output="logits",
+        output_key=None,
+        classes=None,
+        progress=False,
+    ):
+        self.backbone = backbone
+        self.layers = layers
+        self.reduce = reduce
+        self.batch_size = batch_size
+        self.device = device
+        self.output = output
+        self.output_key = output_key
+        self.classes = classes
+        self.progress = progress
+
+    def __sklearn_clone__(self):
+        # Share the backbone: a deep copy per fold or grid candidate would cost
+        # the model's size each time, and its weights are read-only here.
+        params = self.get_params(deep=False)
+        backbone = params.pop("backbone")
+        return type(self)(
+            backbone, **{k: clone(v, safe=False) for k, v in params.items()}
+        )
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if isinstance(state.get("backbone"), nn.Module):
+            state["backbone"] = _device.cpu_copy_if_cuda(state["backbone"])
+        return state
+
+    # -- input ---------------------------------------------------------------
+
+    def _check_input(self, X, reset):
+        """Validated ``X`` (array or tensor) or a Dataset/DataLoader as it is."""
+        if isinstance(X, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+            return X
+        if isinstance(X, torch.Tensor):
+            if X.ndim < 2 or X.shape[0] == 0:
+                raise ValueError(
+                    "X must be a tensor of shape (n_samples, ...) with at least one "
+                    f"sample and one feature. Got shape {tuple(X.shape)}."
+                )
+            if X.is_floating_point() and not torch.isfinite(X).all():
+                raise ValueError(
+                    "Input X contains NaN or infinity. Remove or impute those "
+                    "values before extracting activations."
+                )
+            if reset:
+                self.n_features_in_ = X.shape[1]
+            return X
+        return validate_data(
+            self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_min_features=1
+        )
+
+    def _batches(self, X):
+        """Yield input batches as tensors, with the total number of batches."""
+        if isinstance(X, torch.utils.data.DataLoader):
+            loader = X
+        elif isinstance(X, torch.utils.data.Dataset):
+            loader = torch.utils.data.DataLoader(
+                X, batch_size=self.batch_size, shuffle=False
+            )
+        else:
+            n = X.shape[0]
+            starts = range(0, n, self.batch_size)
+            return len(starts), (
+                torch.as_tensor(X[s : s + self.batch_size]) for s in starts
+            )
+        try:
+            total = len(loader)
+        except TypeError:
+            total = None
+        return total, (_first(batch) for batch in loader)
+
+    # -- forward -------------------------------------------------------------
+
+    def _resolve_modules(self, backbone):
+        named = dict(backbone.named_modules())
+        named.pop("", None)
+        layers = self.layers
+        if layers is None:
+            chosen = [n for n, m in named.items() if isinstance(m, nn.ReLU)]
+            if not chosen:
+                raise ValueError(
+                    "layers=None selects every nn.ReLU module, but the backbone has "
+                    "none (it may call torch.nn.functional.relu, which hooks cannot "
+                    "see). Choose layers by name or type, for instance "
+                    f"layers={list(named)[-2:]!r}; see sknap.list_layers(backbone)."
+                )
+            return {n: named[n] for n in chosen}, None
+        if isinstance(layers, (str, type)):
+            layers = [layers]
+        modules, wanted = {}, set()
+        any_call_filter = False
+        for spec in layers:
+            if isinstance(spec, type):
+                matched = [n for n, m in named.items() if isinstance(m, spec)]
+                if not matched:
+                    raise ValueError(
+                        f"No module of type {spec.__name__} (given in 'layers') is in "
+                        "the backbone. See sknap.list_layers(backbone) for its "
+                        "modules."
+                    )
+                for n in matched:
+                    modules[n] = named[n]
+                    wanted.add((n, None))
+                continue
+            if not isinstance(spec, str):
+                raise TypeError(
+                    "Each entry of 'layers' must be a module name (str) or a module "
+                    f"type. Got {spec!r} of type {type(spec).__name__}."
+                )
+            name, call = spec, None
+            if CALL_SEPARATOR in spec:
+                name, _, k = spec.rpartition(CALL_SEPARATOR)
+                if not k.isdigit():
+                    raise ValueError(
+                        f"Layer '{spec}' in 'layers': the part after "
+                        f"'{CALL_SEPARATOR}' must be a call index such as "
+                        f"'{name}{CALL_SEPARATOR}0'."
+                    )
+                call, any_call_filter = int(k), True
+            if name not in named:
+                close = difflib.get_close_matches(name, list(named), n=3, cutoff=0.6)
+                hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+                raise ValueError(
+                    f"Layer '{name}' given in 'layers' is not a module of the "
+                    f"backbone.{hint} sknap.list_layers(backbone) lists the names."
+                )
+            modules[name] = named[name]
+            wanted.add((name, call))
+        if not any_call_filter:
+            return modules, None
+        return modules, wanted
+
+    def _probabilities(self, output):
+        if isinstance(output, (tuple, list, dict)):
+            if self.output_key is None:
+                kind = "dict" if isinstance(output, dict) else "tuple"
+                keys = list(output) if isinstance(output, dict) else list(
+                    getattr(output, "_fields", range(len(output)))
+                )
+                raise ValueError(
+                    f"The backbone returned a {kind} ({keys}), not a tensor of class "
+                    "scores. Set output_key to the index or key of the scores, for "
+                    f"instance output_key={keys[0]!r}."
+                )
+            try:
+                if isinstance(self.output_key, str) and not isinstance(output, dict):
+                    output = getattr(output, self.output_key)
+                else:
+                    output = output[self.output_key]
+            except (KeyError, IndexError, AttributeError) as err:
+                raise ValueError(
+                    f"output_key={self.output_key!r} is not in the backbone's output "
+                    f"of type {type(output).__name__}."
+                ) from err
+        if not isinstance(output, torch.Tensor) or output.ndim != 2:
+            raise ValueError(
+                "The backbone must return class scores of shape (n_samples, "
+                f"n_classes); it returned {type(output).__name__} of shape "
+                f"{tuple(getattr(output, 'shape', ()))}."
+            )
+        output = output.detach().float()
+        if self.output == "logits":
+            return torch.softmax(output, dim=1)
+        if self.output == "log_proba":
+            return output.exp()
+        return output
+
+    def _forward(self, backbone, hooks, batch, device, dtype):
+        hooks.reset()
+        batch = batch.to(device=device, dtype=dtype, non_blocking=True)
+        try:
+            output = backbone(batch)
+        except (RuntimeError, TypeError, IndexError) as err:
+            raise ValueError(
+                f"The backbone failed on a batch of shape {tuple(batch.shape)}: "
+                f"{err}. Check that X has the shape the backbone expects, "
+                "(n_samples, *input_shape)."
+            ) from err
+        return self._probabilities(output)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Find the blocks and the column layout with one forward pass.
+
+        Only the first samples go through the backbone; nothing is learned
+        from the data.
+
+        Parameters
+        ----------
+        X : array-like, Tensor, Dataset or DataLoader
+            Inputs of shape (n_samples, *input_shape). A Dataset may yield
+            ``x`` or ``(x, y, ...)``.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : ActivationExtractor
+            The fitted extractor.
+        """
+        X = self._check_input(X, reset=True)
+        device = _device.resolve_device(self.device)
+        backbone = _device.on_device(self.backbone, device)
+        modules, wanted = self._resolve_modules(backbone)
+        _, batches = self._batches(X)
+        first = next(iter(batches), None)
+        if first is None:
+            raise ValueError("X is empty: ActivationExtractor needs at least 1 sample.")
+        first = first[:2]
+        self.input_shape_ = tuple(first.shape[1:])
+        if not hasattr(self, "n_features_in_") or isinstance(
+            X, (torch.utils.data.Dataset, torch.utils.data.DataLoader)
+        ):
+            self.n_features_in_ = self.input_shape_[0] if self.input_shape_ else 1
+        with (
+            _device.EvalMode(backbone),
+            torch.no_grad(),
+            _Hooks(modules, self.reduce, wanted) as hooks,
+        ):
+            proba = self._forward(
+                backbone, hooks, first, device, _device.float_dtype(backbone)
+            )
+        if not hooks.order:
+            raise ValueError(
+                f"None of the layers {sorted(modules)} ran during the forward pass, "
+                "so no activation was recorded. Choose modules the forward pass "
+                "uses (see sknap.list_layers(backbone))."
+            )
+        counts = {}
+        for name, _ in hooks.order:
+            counts[name] = counts.get(name, 0) + 1
+        self._calls = list(hooks.order)
+        self.n_outputs_ = proba.shape[1]
+        names, self.layer_names_, self.layer_slices_ = [], [], {}
+        self.layer_shapes_ = {}
+        for name, k in hooks.order:
+            block = f"{name}{CALL_SEPARATOR}{k}" if counts[name] > 1 else name
+            units = _unit_names(block, hooks.shapes[(name, k)], self.reduce)
+            if hooks.outputs[(name, k)].shape[1] != len(units):
+                units = [
+                    f"{block}{UNIT_SEPARATOR}{u}"
+                    for u in range(hooks.outputs[(name, k)].shape[1])
+                ]
+            self.layer_names_.append(block)
+            self.layer_slices_[block] = slice(len(names), len(names) + len(units))
+            self.layer_shapes_[block] = hooks.shapes[(name, k)][1:]
+            names.extend(units)
+        self.n_neurons_ = len(names)
+        classes = (
+            list(range(self.n_outputs_)) if self.classes is None else list(self.classes)
+        )
+        if len(classes) != self.n_outputs_:
+            raise ValueError(
+                f"'classes' has {len(classes)} labels but the backbone has "
+                f"{self.n_outputs_} outputs. Give one label per output, or None."
+            )
+        self.layer_slices_["proba"] = slice(len(names), len(names) + self.n_outputs_)
+        names.extend(f"{PROBA_PREFIX}{c}" for c in classes)
+        self._feature_names_out = np.asarray(names, dtype=object)
+        return self
+
+    def transform(self, X):
+        """Activations of the chosen layers, then the class probabilities.
+
+        Parameters
+        ----------
+        X : array-like, Tensor, Dataset or DataLoader
+            Inputs of shape (n_samples, *input_shape).
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_neurons_ + n_outputs_), dtype=float32
+            One row per sample.
+        """
+        check_is_fitted(self)
+        X = self._check_input(X, reset=False)
+        device = _device.resolve_device(self.device)
+        backbone = _device.on_device(self.backbone, device)
+        modules, wanted = self._resolve_modules(backbone)
+        dtype = _device.float_dtype(backbone)
+        total, batches = self._batches(X)
+        rows = []
+        with (
+            _device.EvalMode(backbone),
+            torch.no_grad(),
+            _Hooks(modules, self.reduce, wanted) as hooks,
+        ):
+            for batch in tqdm(
+                batches, total=total, disable=not self.progress, desc="extract"
+            ):
+                if tuple(batch.shape[1:]) != self.input_shape_:
+                    raise ValueError(
+                        f"X has samples of shape {tuple(batch.shape[1:])}, but "
+                        f"{type(self).__name__} was fitted on samples of shape "
+                        f"{self.input_shape_}."
+                    )
+                if batch.is_floating_point() and not torch.isfinite(batch).all():
+                    raise ValueError(
+                        "Input X contains NaN or infinity. Remove or impute those "
+                        "values before extracting activations."
+                    )
+                proba = self._forward(backbone, hooks, batch, device, dtype)
+                if hooks.order != self._calls:
+                    raise ValueError(
+                        "The layers ran in a different order or number of calls than "
+                        "during fit, so the columns would not line up. Refit the "
+                        "extractor; the backbone's forward pass must not depend on "
+                        "the batch."
+                    )
+                blocks = [hooks.outputs[call] for call in self._calls] + [proba]
+                rows.append(
+                    torch.cat([b.float() for b in blocks], dim=1).cpu().numpy()
+                )
+        if not rows:
+            raise ValueError("X is empty: ActivationExtractor needs at least 1 sample.")
+        return np.concatenate(rows, axis=0)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the columns ``transform`` returns.
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored; the names come from the backbone's layers.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str of shape (n_neurons_ + n_outputs_,)
+            ``<block>__<unit>`` for activations, ``proba_<class>`` last.
+        """
+        check_is_fitted(self)
+        return self._feature_names_out.copy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.non_deterministic = False
+        return tags
+
+
+def _first(batch):
+    """The input part of a Dataset item or DataLoader batch."""
+    if isinstance(batch, (tuple, list)):
+        batch = batch[0]
+    if isinstance(batch, dict):
+        raise ValueError(
+            "The Dataset yields dicts; ActivationExtractor expects tensors or "
+            "(input, target) tuples. Wrap it so that it yields the input first."
+        )
+    if not isinstance(batch, torch.Tensor):
+        batch = torch.as_tensor(np.asarray(batch))
+    return batch

@@ -1,0 +1,322 @@
+"""Activation probabilities and the proposed prediction (Section 5.2, Eq. 14-16)."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.model_selection import check_cv
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._layout import check_probability_block, resolve_n_classes
+from .exceptions import EmptyClassWarning
+
+__all__ = ["ActivationProbabilityFeatures", "activation_probability", "proposed_proba"]
+
+
+def activation_probability(A, y_idx, n_classes, alpha=0.0):
+    """``P[c, j]``, the fraction of class-``c`` samples whose neuron ``j`` is > 0.
+
+    ``(active + alpha) / (n_c + 2 alpha)``, additive smoothing as in BernoulliNB;
+    ``alpha=0`` is Eq. 14. A class without sample gets a row of zeros (or 1/2
+    with smoothing).
+
+    Parameters
+    ----------
+    A : ndarray of shape (n_samples, n_neurons)
+        Activations.
+    y_idx : ndarray of shape (n_samples,)
+        Class index in ``[0, n_classes)`` of each sample.
+    n_classes : int
+        Number of classes.
+    alpha : float, default=0.0
+        Additive smoothing.
+
+    Returns
+    -------
+    P : ndarray of shape (n_classes, n_neurons)
+        Activation probabilities.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.array([[1.0, 0.0], [2.0, 3.0], [0.0, 1.0]])
+    >>> activation_probability(A, np.array([0, 0, 1]), 2)
+    array([[1. , 0.5],
+           [0. , 1. ]])
+    """
+    onehot = np.zeros((len(y_idx), n_classes))
+    onehot[np.arange(len(y_idx)), y_idx] = 1.0
+    active = onehot.T @ (A > 0)
+    n_c = onehot.sum(axis=0)[:, None]
+    denominator = n_c + 2.0 * alpha
+    with np.errstate(invalid="ignore", divide="ignore"):
+        P = np.where(denominator > 0, (active + alpha) / denominator, 0.0)
+    return P
+
+
+def proposed_proba(A, proba, P):
+    """``Y_proposed`` of Eq. 16, normalised; ``Y_predicted`` where that is 0.
+
+    ``u = (A > 0)``, ``q = u @ P.T`` and ``Y_proposed = q * proba`` divided by
+    its row sum. A row whose sum is not positive (no active neuron, or all mass
+    on classes of probability 0) falls back to ``proba``, so no NaN is made.
+
+    Parameters
+    ----------
+    A : ndarray of shape (n_samples, n_neurons)
+        Activations of the samples.
+    proba : ndarray of shape (n_samples, n_classes)
+        The backbone's softmax output ``Y_predicted``.
+    P : ndarray of shape (n_classes, n_neurons)
+        Activation probabilities.
+
+    Returns
+    -------
+    Y_proposed : ndarray of shape (n_samples, n_classes)
+        Rows sum to 1 when ``proba``'s do.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> P = np.array([[1.0, 0.5], [0.0, 1.0]])
+    >>> proposed_proba(np.array([[2.0, 0.0]]), np.array([[0.4, 0.6]]), P)
+    array([[1., 0.]])
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    q = (A > 0).astype(np.float64) @ P.T
+    raw = q * proba
+    total = raw.sum(axis=1, keepdims=True)
+    ok = total > 0
+    return np.where(ok, raw / np.where(ok, total, 1.0), proba)
+
+
+class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
+    """Auxiliary features ``[Y_proposed, Y_predicted]`` from activation patterns.
+
+    ``fit`` learns ``P[c, j]``, the probability that neuron ``j`` is active
+    (> 0) for a training sample of class ``c`` (Eq. 14). ``transform`` binarises
+    each sample's activations ``u = (a > 0)`` (Eq. 15), scores each class by
+    ``q = P @ u`` and weights the backbone's probabilities by it,
+    ``Y_proposed = q * Y_predicted`` normalised to sum to 1 (Eq. 16). When that
+    sum is 0 the sample keeps ``Y_predicted``. The output is
+    ``[Y_proposed, Y_predicted]``, the input of the auxiliary classifier.
+
+    Input follows the layout of :class:`ActivationExtractor`: activations, then
+    the last ``n_classes`` columns are the backbone's probabilities. Column
+    ``k`` of that block is taken to be class ``classes_[k]``.
+
+    Parameters
+    ----------
+    alpha : float, default=0.0
+        Additive smoothing of ``P`` as in BernoulliNB; 0 is the paper.
+    cv : int, cross-validation generator, iterable or None, default=None
+        ``None`` fits ``P`` and computes the training features on the same
+        samples, as the paper does. Otherwise ``fit_transform`` returns
+        cross-fitted features: each sample's row comes from a ``P`` fitted
+        without it, as StackingClassifier does; ``P`` itself is then refitted
+        on all samples for later ``transform`` calls. An int is a number of
+        stratified folds.
+    n_classes : "auto" or int, default="auto"
+        Number of trailing probability columns: from feature names with the
+        ``proba_`` prefix, else the number of classes in ``y``. ``0`` means
+        that ``X`` holds activations only: ``Y_predicted`` is then uniform and
+        ``Y_proposed`` is the activation-pattern vote ``q`` alone, normalised.
+
+    Attributes
+    ----------
+    activation_probability_ : ndarray of shape (n_classes, n_neurons)
+        ``P``.
+    class_count_ : ndarray of shape (n_classes,)
+        Training samples of each class.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels; column ``k`` of the probability block is ``classes_[k]``.
+    n_neurons_in_ : int
+        Number of activation columns.
+    n_features_in_ : int
+        Number of columns seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` had them.
+
+    See Also
+    --------
+    activation_probability : ``P`` as a function.
+    proposed_proba : ``Y_proposed`` as a function.
+    AuxiliaryClassifier : The classifier trained on these features.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknap import ActivationProbabilityFeatures
+    >>> Z = np.array([[1.0, 0.0, 0.7, 0.3],
+    ...               [2.0, 3.0, 0.6, 0.4],
+    ...               [0.0, 1.0, 0.2, 0.8]])
+    >>> y = np.array([0, 0, 1])
+    >>> features = ActivationProbabilityFeatures().fit(Z, y)
+    >>> features.activation_probability_
+    array([[1. , 0.5],
+           [0. , 1. ]])
+    >>> features.transform(np.array([[2.0, 0.0, 0.4, 0.6]]))
+    array([[1. , 0. , 0.4, 0.6]])
+    >>> features.get_feature_names_out().tolist()
+    ['proposed_0', 'proposed_1', 'predicted_0', 'predicted_1']
+    """
+
+    _parameter_constraints = {
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "cv": ["cv_object", HasMethods(["split"]), None],
+        "n_classes": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
+    }
+
+    def __init__(self, *, alpha=0.0, cv=None, n_classes="auto"):
+        self.alpha = alpha
+        self.cv = cv
+        self.n_classes = n_classes
+
+    def _split(self, X):
+        A = X[:, : self.n_neurons_in_]
+        if self.n_neurons_in_ == X.shape[1]:
+            # n_classes=0: no backbone output, so a uniform Y_predicted.
+            k = len(self.classes_)
+            return A, np.full((X.shape[0], k), 1.0 / k, dtype=X.dtype)
+        return A, X[:, self.n_neurons_in_ :]
+
+    def _encode(self, y):
+        """Class labels and indices; the probability block defines the classes."""
+        classes, y_idx = np.unique(y, return_inverse=True)
+        n_proba = self.n_features_in_ - self.n_neurons_in_
+        if len(classes) == n_proba or n_proba == 0:
+            return classes, y_idx
+        if (
+            len(classes) < n_proba
+            and np.issubdtype(np.asarray(y).dtype, np.integer)
+            and classes.min() >= 0
+            and classes.max() < n_proba
+        ):
+            # Labels are backbone output indices and some class is absent.
+            return np.arange(n_proba), np.asarray(y, dtype=np.intp)
+        raise ValueError(
+            f"y has {len(classes)} classes but X has {n_proba} probability columns. "
+            "Each backbone output must be a class: give y with every class, or "
+            "integer labels 0..n_classes-1 matching the backbone's outputs, and "
+            "set n_classes to the number of backbone outputs."
+        )
+
+    def _fit_probability(self, X, y_idx, n_classes):
+        A, _ = self._split(X)
+        return activation_probability(A, y_idx, n_classes, self.alpha)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Learn the activation probabilities ``P``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_neurons + n_classes)
+            Activations followed by the backbone's class probabilities.
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : ActivationProbabilityFeatures
+            The fitted estimator.
+        """
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        n_proba = resolve_n_classes(self, X.shape[1], y)
+        self.n_neurons_in_ = X.shape[1] - n_proba
+        self.classes_, y_idx = self._encode(y)
+        check_probability_block(self, X[:, self.n_neurons_in_ :])
+        self.class_count_ = np.bincount(y_idx, minlength=len(self.classes_))
+        if (self.class_count_ == 0).any():
+            missing = self.classes_[self.class_count_ == 0].tolist()
+            warnings.warn(
+                f"Classes {missing} have no training sample, so their activation "
+                "probabilities are 0 (or alpha-smoothed) and Y_proposed never "
+                "favours them. Set alpha > 0 or add samples of those classes.",
+                EmptyClassWarning,
+                stacklevel=2,
+            )
+        self.activation_probability_ = self._fit_probability(
+            X, y_idx, len(self.classes_)
+        )
+        return self
+
+    def fit_transform(self, X, y=None, **fit_params):
+        """Fit, then return the training features, cross-fitted when ``cv`` is set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_neurons + n_classes)
+            Activations followed by the backbone's class probabilities.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        **fit_params : dict
+            Unused, for API compatibility.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, 2 * n_classes)
+            ``[Y_proposed, Y_predicted]``.
+        """
+        self.fit(X, y)
+        if self.cv is None:
+            return self.transform(X)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=False)
+        _, y_idx = self._encode(y)
+        cv = check_cv(self.cv, y_idx, classifier=True)
+        out = np.empty((X.shape[0], 2 * len(self.classes_)), dtype=X.dtype)
+        for train, test in cv.split(X, y_idx):
+            P = self._fit_probability(X[train], y_idx[train], len(self.classes_))
+            out[test] = self._features(X[test], P)
+        return out
+
+    def _features(self, X, P):
+        A, proba = self._split(X)
+        return np.hstack([proposed_proba(A, proba, P), proba]).astype(X.dtype)
+
+    def transform(self, X):
+        """Compute ``[Y_proposed, Y_predicted]``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_neurons + n_classes)
+            Same layout as in ``fit``.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, 2 * n_classes)
+            ``Y_proposed`` (rows sum to 1), then ``Y_predicted``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self._features(X, self.activation_probability_)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names ``proposed_<class>`` then ``predicted_<class>``.
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            Ignored; present for API compatibility.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str of shape (2 * n_classes,)
+            Output column names.
+        """
+        check_is_fitted(self)
+        return np.asarray(
+            [f"proposed_{c}" for c in self.classes_]
+            + [f"predicted_{c}" for c in self.classes_],
+            dtype=object,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
