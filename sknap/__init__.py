@@ -2,7 +2,12 @@
 
 from .auxiliary import AuxiliaryClassifier
 from .entropy import ActivationEntropy, activation_entropy
-from .exceptions import DeadNeuronWarning, EmptyClassWarning, LayoutWarning
+from .exceptions import (
+    ActivationMemoryError,
+    DeadNeuronWarning,
+    EmptyClassWarning,
+    LayoutWarning,
+)
 from .extraction import ActivationExtractor, list_layers
 from .pipeline import make_nap_pipeline
 from .probabilities import (
@@ -16,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivationEntropy",
     "ActivationExtractor",
+    "ActivationMemoryError",
     "ActivationProbabilityFeatures",
     "AuxiliaryClassifier",
     "DeadNeuronWarning",

@@ -1,6 +1,10 @@
 """Device choice shared by the extractor and the auxiliary classifier."""
 
+import contextlib
 import copy
+import os
+import threading
+import weakref
 
 import torch
 
@@ -23,6 +27,41 @@ def resolve_device(device, owner="ActivationExtractor"):
             "one, else the CPU) or device='cpu'."
         )
     return resolved
+
+
+def available_memory():
+    """Bytes of memory available to this process now; None when unknown.
+
+    The smallest of what psutil (when installed) or ``/proc/meminfo`` reports
+    as available, and of what a cgroup limit leaves.
+    """
+    candidates = []
+    try:
+        import psutil
+
+        candidates.append(int(psutil.virtual_memory().available))
+    except ImportError:
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        candidates.append(int(line.split()[1]) * 1024)
+        except (OSError, ValueError, IndexError):
+            pass
+    if not candidates:
+        try:
+            candidates.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                candidates.append(int(limit) - int(f.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return max(0, min(candidates)) if candidates else None
 
 
 def module_device(module):
@@ -82,3 +121,64 @@ class EvalMode:
         for m, flag in self.flags:
             m.training = flag
         return False
+
+
+# -- options of the forward pass ----------------------------------------------
+
+AUTOCAST_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def autocast(device, name):
+    """``torch.autocast`` to the dtype named ``name``; a no-op for None."""
+    if name is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=AUTOCAST_DTYPES[name])
+
+
+def use_pinned_memory(option, device):
+    """Whether to pin host batches: only a copy to CUDA gains from it."""
+    return device.type == "cuda" and option in ("auto", True)
+
+
+def use_channels_last(option, module):
+    """Whether to give 4-D inputs the channels-last layout.
+
+    ``"auto"`` follows the backbone: yes when its 4-D weights are already
+    channels-last (``backbone.to(memory_format=torch.channels_last)``), since
+    an input in the other layout would be converted at every convolution.
+    """
+    if option != "auto":
+        return bool(option)
+    for p in module.parameters():
+        if p.dim() == 4 and not p.is_contiguous():
+            return p.is_contiguous(memory_format=torch.channels_last)
+    return False
+
+
+def to_device(batch, device, dtype, *, pin=False, channels_last=False):
+    """``batch`` on ``device`` in ``dtype``: pinned and copied without blocking
+    the host where that helps, channels-last when asked."""
+    if pin and batch.device.type == "cpu" and not batch.is_pinned():
+        batch = batch.pin_memory()
+    batch = batch.to(device=device, dtype=dtype, non_blocking=True)
+    if channels_last and batch.ndim == 4:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch
+
+
+_LOCKS = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def exclusive(module):
+    """A lock held while a module runs with hooks and in eval mode.
+
+    Clones share the backbone; two threads (joblib's threading backend) that
+    hooked it and flipped its eval flag at once would record each other's
+    activations. torch already spreads one forward pass over the cores.
+    """
+    with _LOCKS_LOCK:
+        lock = _LOCKS.get(module)
+        if lock is None:
+            lock = _LOCKS[module] = threading.RLock()
+    return lock

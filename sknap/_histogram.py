@@ -9,16 +9,19 @@ import numpy as np
 import torch
 from scipy.stats import entropy as _scipy_entropy
 
+from . import _kernels
+
 BINNINGS = ("right", "reference")
-# Rows per chunk keep the float64 temporaries of a chunk near 32 MiB.
-_CHUNK_ELEMENTS = 1 << 22
 
 
 def as_tensor(A):
     """A 2-D numpy array or tensor as a tensor, without copying when possible."""
     if isinstance(A, torch.Tensor):
         return A
-    A = np.ascontiguousarray(A)
+    A = np.asarray(A)
+    if any(s < 0 or s % A.itemsize for s in A.strides):
+        # A column slice X[:, :k] is kept as a view; torch takes no other strides.
+        A = np.ascontiguousarray(A)
     if not A.flags.writeable:
         # torch warns on read-only memory (a memmap, say); it is only read here.
         A = A.copy()
@@ -27,10 +30,7 @@ def as_tensor(A):
 
 def column_max(A):
     """Largest positive value of each column; 0 for a column with none."""
-    A = as_tensor(A)
-    if A.shape[0] == 0:
-        return torch.zeros(A.shape[1], dtype=torch.float64, device=A.device)
-    return A.amax(dim=0).to(torch.float64).clamp_min(0.0)
+    return _kernels.column_max(as_tensor(A))
 
 
 def bin_edges(maxima, n_bins, binning="right"):
@@ -58,35 +58,10 @@ def histogram_counts(A, edges, binning="right"):
     """
     A = as_tensor(A)
     edges = edges.to(device=A.device, dtype=torch.float64)
-    n_neurons, n_bins = edges.shape[0], edges.shape[1] - 1
-    counts = torch.zeros(n_neurons * n_bins, dtype=torch.int64, device=A.device)
-    if n_neurons == 0:
-        return counts.reshape(0, n_bins)
-    top = edges[:, -1]
-    scale = torch.where(top > 0, n_bins / top, torch.zeros_like(top))
-    flat_edges = edges.reshape(-1)
-    edge_base = torch.arange(n_neurons, device=A.device) * (n_bins + 1)
-    bin_base = torch.arange(n_neurons, device=A.device) * n_bins
-    rows = max(1, _CHUNK_ELEMENTS // n_neurons)
-    for start in range(0, A.shape[0], rows):
-        v = A[start : start + rows].to(torch.float64)
-        # The scaled guess is off by at most one bin near an edge; the exact
-        # comparison with the stored edges settles it.
-        idx = torch.ceil(v * scale).sub_(1).clamp_(0, n_bins - 1).long()
-        lower = flat_edges[edge_base + idx]
-        upper = flat_edges[edge_base + idx + 1]
-        idx -= ((v <= lower) & (idx > 0)).long()
-        idx += ((v > upper) & (idx < n_bins - 1)).long()
-        if binning == "reference":
-            lower = flat_edges[edge_base + idx]
-            upper = flat_edges[edge_base + idx + 1]
-            keep = (v > lower) & (v < upper)
-        else:
-            keep = v > 0
-        counts += torch.bincount(
-            (idx + bin_base)[keep], minlength=n_neurons * n_bins
-        )
-    return counts.reshape(n_neurons, n_bins)
+    # Counts of values above each edge, rounded down to A's dtype so that the
+    # comparison is exact without converting A; a bin is a difference of two
+    # (sknap/_kernels.py).
+    return _kernels.histogram_counts(A, edges, binning)
 
 
 def entropy_from_counts(counts, base=2.0):

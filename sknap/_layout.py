@@ -62,13 +62,63 @@ def resolve_n_classes(estimator, n_features, y=None):
     return n_proba
 
 
-def check_probability_block(estimator, proba, atol=1e-3):
-    """Warn when ``proba`` (n_samples, n_classes) does not look like softmax."""
+def _n_classes_from_y(estimator):
+    """Whether ``resolve_n_classes`` took the number of classes in y."""
+    n_classes = estimator.n_classes
+    if isinstance(n_classes, Integral) and not isinstance(n_classes, bool):
+        return False
+    names = getattr(estimator, "feature_names_in_", None)
+    return names is None or not any(str(f).startswith(PROBA_PREFIX) for f in names)
+
+
+def _softmax_width(X, atol):
+    """Fewest trailing columns of X whose rows sum to 1 (and are >= 0); or None."""
+    # Up to 10,000 rows, and about 32 MiB of float64: this only names a hint.
+    rows = min(10000, max(1, (1 << 22) // max(1, X.shape[1])))
+    X = np.asarray(X[:rows], dtype=np.float64)[:, ::-1]
+    ok = np.all(np.abs(np.cumsum(X, axis=1) - 1.0) <= atol, axis=0)
+    ok &= np.minimum.accumulate(X.min(axis=0)) >= -atol
+    found = np.flatnonzero(ok[:-1])
+    return int(found[0]) + 1 if found.size else None
+
+
+def check_probability_block(estimator, proba, atol=1e-3, *, X=None):
+    """Warn when ``proba`` (n_samples, n_classes) does not look like softmax.
+
+    When ``X``, the whole input, is given, the block's width came from the
+    number of classes in y (``n_classes="auto"`` without ``proba_`` names) and
+    another number of trailing columns does sum to 1, the backbone has another
+    number of outputs than y has classes: that is an error, which names the
+    width that fits.
+    """
     if proba.shape[1] == 0 or proba.shape[0] == 0:
         return
     sums = proba.sum(axis=1, dtype=np.float64)
     if np.all(np.abs(sums - 1.0) <= atol) and proba.min() >= -atol:
         return
+    width = None
+    if X is not None and _n_classes_from_y(estimator):
+        width = _softmax_width(X, atol)
+    if width is not None:
+        k = proba.shape[1]
+        single = (
+            "y has a single class, and ActivationProbabilityFeatures and "
+            "AuxiliaryClassifier need samples of at least 2 classes. "
+            if k == 1
+            else ""
+        )
+        raise ValueError(
+            f"{type(estimator).__name__} has n_classes='auto' and no '"
+            f"{PROBA_PREFIX}' column names, so it took the number of classes in "
+            f"y ({k}) as the number of probability columns; but the last {k} "
+            f"columns of X have rows summing to values in [{sums.min():.4g}, "
+            f"{sums.max():.4g}] instead of 1, while the last {width} do: the "
+            f"backbone has {width} outputs, not one per class of y. {single}Set "
+            f"n_classes={width} (in a make_nap_pipeline pipeline: "
+            f"pipe.set_params(entropy__n_classes={width}, "
+            f"probabilities__n_classes={width})); integer labels in "
+            f"0..{width - 1} then name the backbone's outputs."
+        )
     warnings.warn(
         f"{type(estimator).__name__} takes the last {proba.shape[1]} columns of X "
         "as the backbone's class probabilities, but their rows sum to values in "

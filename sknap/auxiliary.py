@@ -1,5 +1,6 @@
 """The auxiliary classifier trained on ``[Y_proposed, Y_predicted]``."""
 
+import threading
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,6 +16,8 @@ from tqdm.auto import tqdm
 from . import _device
 
 __all__ = ["AuxiliaryClassifier"]
+
+_GLOBAL_RNG_LOCK = threading.RLock()
 
 
 class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
@@ -125,7 +128,9 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: object.__getstate__ returns the live __dict__, and the
+        # estimator must keep the module the user gave, wherever it is.
+        state = dict(super().__getstate__())
         if isinstance(state.get("model_"), nn.Module):
             state["model_"] = _device.cpu_copy_if_cuda(state["model_"])
         return state
@@ -180,10 +185,16 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
         self.hidden_layer_sizes_ = self._hidden_sizes(len(self.classes_))
         device = _device.resolve_device(self.device, owner=type(self).__name__)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
+        Xt = _as_finite_float32(X, device)
         yt = torch.as_tensor(y_idx, dtype=torch.int64, device=device)
         n = len(Xt)
-        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        # Initialisation and dropout draw from torch's global generator, which
+        # threads share: the lock keeps two fits in threads (a grid search
+        # with a threading backend) from reseeding each other's stream.
+        with (
+            _GLOBAL_RNG_LOCK,
+            torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]),
+        ):
             torch.manual_seed(seed)
             model = self._build(X.shape[1], len(self.classes_)).to(device)
             optimizer = torch.optim.Adam(
@@ -203,6 +214,13 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
                     (loss / len(idx)).backward()
                     optimizer.step()
                     total += float(loss.detach())
+                if not np.isfinite(total):
+                    raise ValueError(
+                        "AuxiliaryClassifier's training diverged: the loss became "
+                        f"{total} in epoch {len(self.loss_curve_) + 1}. Lower "
+                        f"learning_rate_init (now {self.learning_rate_init}) or "
+                        "scale X."
+                    )
                 self.loss_curve_.append(total / n)
         self.model_ = model.eval()
         self.n_iter_ = self.max_iter
@@ -226,7 +244,7 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
         device = _device.resolve_device(self.device, owner=type(self).__name__)
         model = _device.on_device(self.model_, device)
         with torch.no_grad():
-            logits = model(torch.as_tensor(X, dtype=torch.float32, device=device))
+            logits = model(_as_finite_float32(X, device))
             return torch.softmax(logits.double(), dim=1).cpu().numpy()
 
     def predict(self, X):
@@ -244,3 +262,15 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _as_finite_float32(X, device):
+    """``X`` as a float32 tensor; an error where a value does not fit float32."""
+    Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
+    if not torch.isfinite(Xt).all():
+        raise ValueError(
+            "X has values beyond the range of float32 (largest "
+            f"{torch.finfo(torch.float32).max:.3g}), in which AuxiliaryClassifier "
+            "computes. Scale X first."
+        )
+    return Xt

@@ -14,7 +14,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _histogram
+from . import _histogram, streaming
 from ._layout import check_probability_block, layer_of, resolve_n_classes
 from .exceptions import DeadNeuronWarning
 
@@ -218,18 +218,26 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_neurons + n_classes)
-            Activations followed by the class probabilities.
+        X : array-like of shape (n_samples, n_neurons + n_classes), iterable \
+                of batches, or NeuronStatistics
+            Activations followed by the class probabilities. Data that does not
+            fit in memory streams as a re-iterable of batches (arrays, tensors
+            or ``(batch, labels)`` pairs, such as
+            :meth:`ActivationExtractor.batches` yields), read twice: maxima,
+            then bin counts. Second-pass :class:`~sknap.streaming.NeuronStatistics`
+            (merged from shards or processes) fit the same way. The result
+            equals the in-memory fit's.
         y : array-like of shape (n_samples,), default=None
-            Class labels, for per-class entropy and to find ``n_classes``.
+            Class labels, for per-class entropy and to find ``n_classes``;
+            None when the batches carry them.
 
         Returns
         -------
         self : ActivationEntropy
             The fitted estimator.
         """
-        if self.base == 1:
-            self._validate_params()
+        if streaming.is_batch_source(X):
+            return streaming.fit_entropy(self, X, y)
         if y is None:
             X = validate_data(self, X, dtype=[np.float64, np.float32])
         else:
@@ -239,9 +247,23 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
         self.n_classes_in_ = n_proba
         self.n_neurons_in_ = X.shape[1] - n_proba
         A = X[:, : self.n_neurons_in_]
-        check_probability_block(self, X[:, self.n_neurons_in_ :])
+        check_probability_block(self, X[:, self.n_neurons_in_ :], X=X)
 
         entropies, maxima, edges = self._entropy(A)
+        self._store_entropy(entropies, maxima, edges)
+
+        if y is not None and self.per_class:
+            self.classes_, y_idx = np.unique(y, return_inverse=True)
+            self.class_neuron_entropy_ = np.stack(
+                [self._entropy(A[y_idx == c])[0] for c in range(len(self.classes_))]
+            )
+            self.class_entropy_ = self.class_neuron_entropy_.sum(axis=1)
+
+        self.selected_neurons_ = self._select()
+        return self
+
+    def _store_entropy(self, entropies, maxima, edges, stacklevel=3):
+        """Set the fitted attributes of all samples; warn of dead neurons."""
         self.neuron_entropy_ = entropies
         self.neuron_max_ = maxima.numpy()
         self.bin_edges_ = edges.numpy()
@@ -258,18 +280,8 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
                 "(see dead_neurons_). If unexpected, check the chosen layers, or "
                 "fit on more samples.",
                 DeadNeuronWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
-
-        if y is not None and self.per_class:
-            self.classes_, y_idx = np.unique(y, return_inverse=True)
-            self.class_neuron_entropy_ = np.stack(
-                [self._entropy(A[y_idx == c])[0] for c in range(len(self.classes_))]
-            )
-            self.class_entropy_ = self.class_neuron_entropy_.sum(axis=1)
-
-        self.selected_neurons_ = self._select()
-        return self
 
     def _select(self):
         n = self.n_neurons_in_
@@ -329,7 +341,9 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
     def histograms(self, X):
         """Counts of new data in the fitted bins.
 
-        Values above a neuron's fitted maximum go to its last bin.
+        Values above a neuron's fitted maximum go to its last bin; with
+        ``binning="reference"`` they are counted nowhere, as the authors' open
+        bins would.
 
         Parameters
         ----------

@@ -1,6 +1,20 @@
 """Warnings that sknap raises for recoverable oddities in the data."""
 
-__all__ = ["DeadNeuronWarning", "LayoutWarning", "EmptyClassWarning"]
+__all__ = [
+    "ActivationMemoryError",
+    "DeadNeuronWarning",
+    "LayoutWarning",
+    "EmptyClassWarning",
+]
+
+
+class ActivationMemoryError(MemoryError, ValueError):
+    """The activation matrix asked for would not fit in the available memory.
+
+    Raised by :meth:`ActivationExtractor.transform` before it allocates
+    anything; the message gives the size needed. It is a ``MemoryError`` and a
+    ``ValueError``, so either ``except`` clause catches it.
+    """
 
 
 class DeadNeuronWarning(UserWarning):

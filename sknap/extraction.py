@@ -1,6 +1,7 @@
 """Activations of a PyTorch classifier, as a scikit-learn transformer."""
 
 import difflib
+import os
 from numbers import Integral
 
 import numpy as np
@@ -11,8 +12,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import _device
+from . import _cache, _device, streaming
 from ._layout import PROBA_PREFIX, UNIT_SEPARATOR
+from .exceptions import ActivationMemoryError
 
 __all__ = ["ActivationExtractor", "list_layers"]
 
@@ -117,7 +119,11 @@ class _Hooks:
         def hook(module, inputs, output):
             k = self.calls.get(name, 0)
             self.calls[name] = k + 1
-            if self.wanted is not None and (name, k) not in self.wanted:
+            if (
+                self.wanted is not None
+                and (name, k) not in self.wanted
+                and (name, None) not in self.wanted
+            ):
                 return
             if not isinstance(output, torch.Tensor):
                 raise ValueError(
@@ -128,7 +134,11 @@ class _Hooks:
             # Copy: an in-place ReLU after this module would overwrite the output.
             out = output.detach()
             reduced = _reduce(out, self.reduce)
-            if reduced.data_ptr() == out.data_ptr():
+            # A view (any offset, e.g. a callable's t[:, 1:]) shares the storage.
+            if (
+                reduced.untyped_storage().data_ptr()
+                == out.untyped_storage().data_ptr()
+            ):
                 reduced = reduced.clone()
             self.outputs[(name, k)] = reduced
             self.order.append((name, k))
@@ -197,6 +207,25 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         names; ``None`` is ``0 .. n_outputs - 1``.
     progress : bool, default=False
         Show a progress bar over batches.
+    cache : None, "memory" or path, default=None
+        Reuse results: ``"memory"`` (or True) keeps them in this process, a
+        directory path on disk, shared by processes. A result is keyed on the
+        backbone's weights, the parameters above and the data's bytes, so a
+        grid search over later steps runs the backbone once per fold instead
+        of once per candidate (see ``sknap/_cache.py``). Only arrays and
+        tensors are cached, not Datasets.
+    autocast : None, "bfloat16" or "float16", default=None
+        Run the forward pass under ``torch.autocast`` to this dtype: several
+        times faster on CUDA tensor cores, but activations then differ from
+        float32 ones by about 1e-2 relative, enough to move values across bin
+        edges; None (the default) keeps the backbone's own precision.
+    channels_last : "auto" or bool, default="auto"
+        Give 4-D inputs the channels-last memory layout. ``"auto"`` does when
+        the backbone's own weights are channels-last. The numbers are the
+        same up to rounding.
+    pin_memory : "auto" or bool, default="auto"
+        Pin host batches before copying them to CUDA without blocking;
+        ``"auto"`` does whenever the device is CUDA. Exact.
 
     Attributes
     ----------
@@ -245,6 +274,10 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         "output_key": [None, Integral, str],
         "classes": ["array-like", None],
         "progress": ["boolean"],
+        "cache": [None, "boolean", StrOptions({"memory"}), str, os.PathLike],
+        "autocast": [None, StrOptions(set(_device.AUTOCAST_DTYPES))],
+        "channels_last": [StrOptions({"auto"}), "boolean"],
+        "pin_memory": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(
@@ -259,6 +292,10 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         output_key=None,
         classes=None,
         progress=False,
+        cache=None,
+        autocast=None,
+        channels_last="auto",
+        pin_memory="auto",
     ):
         self.backbone = backbone
         self.layers = layers
@@ -269,6 +306,10 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         self.output_key = output_key
         self.classes = classes
         self.progress = progress
+        self.cache = cache
+        self.autocast = autocast
+        self.channels_last = channels_last
+        self.pin_memory = pin_memory
 
     def __sklearn_clone__(self):
         # Share the backbone: a deep copy per fold or grid candidate would cost
@@ -280,7 +321,9 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         )
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: object.__getstate__ returns the live __dict__, and the
+        # estimator must keep the module the user gave, wherever it is.
+        state = dict(super().__getstate__())
         if isinstance(state.get("backbone"), nn.Module):
             state["backbone"] = _device.cpu_copy_if_cuda(state["backbone"])
         return state
@@ -327,7 +370,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             total = len(loader)
         except TypeError:
             total = None
-        return total, (_first(batch) for batch in loader)
+        return total, _loader_batches(loader)
 
     # -- forward -------------------------------------------------------------
 
@@ -427,9 +470,23 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
 
     def _forward(self, backbone, hooks, batch, device, dtype):
         hooks.reset()
-        batch = batch.to(device=device, dtype=dtype, non_blocking=True)
+        batch = _device.to_device(
+            batch,
+            device,
+            dtype,
+            pin=_device.use_pinned_memory(self.pin_memory, device),
+            channels_last=_device.use_channels_last(self.channels_last, backbone),
+        )
+        if not torch.isfinite(batch).all():
+            raise ValueError(
+                "Input X contains NaN or infinity, or values beyond the range of "
+                f"the backbone's dtype {dtype} (largest "
+                f"{torch.finfo(dtype).max:.3g}). Remove or impute those values, "
+                "and scale X as in training, before extracting activations."
+            )
         try:
-            output = backbone(batch)
+            with _device.autocast(device, self.autocast):
+                output = backbone(batch)
         except (RuntimeError, TypeError, IndexError) as err:
             raise ValueError(
                 f"The backbone failed on a batch of shape {tuple(batch.shape)}: "
@@ -460,6 +517,8 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         """
         X = self._check_input(X, reset=True)
         device = _device.resolve_device(self.device)
+        if _cache.restore_fit(self, X, device):
+            return self
         backbone = _device.on_device(self.backbone, device)
         modules, wanted = self._resolve_modules(backbone)
         _, batches = self._batches(X)
@@ -473,6 +532,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         ):
             self.n_features_in_ = self.input_shape_[0] if self.input_shape_ else 1
         with (
+            _device.exclusive(backbone),
             _device.EvalMode(backbone),
             torch.no_grad(),
             _Hooks(modules, self.reduce, wanted) as hooks,
@@ -480,17 +540,40 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             proba = self._forward(
                 backbone, hooks, first, device, _device.float_dtype(backbone)
             )
+        for name, k in sorted(wanted or (), key=str):
+            n_calls = hooks.calls.get(name, 0)
+            if k is not None and 0 < n_calls <= k:
+                raise ValueError(
+                    f"Layer '{name}{CALL_SEPARATOR}{k}' given in 'layers' does not "
+                    f"exist: module '{name}' runs {n_calls} time(s) per forward "
+                    f"pass, so the call index must be in [0, {n_calls - 1}]."
+                )
         if not hooks.order:
             raise ValueError(
                 f"None of the layers {sorted(modules)} ran during the forward pass, "
                 "so no activation was recorded. Choose modules the forward pass "
                 "uses (see sknap.list_layers(backbone))."
             )
-        counts = {}
-        for name, _ in hooks.order:
-            counts[name] = counts.get(name, 0) + 1
+        # Name blocks by the module's total calls, so that 'relu#1' selected
+        # alone keeps its '#1'.
+        counts = hooks.calls
+        _check_finite(
+            [
+                (f"{n}{CALL_SEPARATOR}{k}" if counts[n] > 1 else n, hooks.outputs[(n, k)])
+                for n, k in hooks.order
+            ]
+            + [(None, proba)]
+        )
         self._calls = list(hooks.order)
         self.n_outputs_ = proba.shape[1]
+        if self.n_outputs_ < 2:
+            raise ValueError(
+                f"The backbone returns {self.n_outputs_} score per sample, but sknap "
+                "needs one score per class, at least 2 (a softmax over one score is "
+                "always 1). For a binary classifier with a single logit z, wrap it "
+                "to return torch.cat([torch.zeros_like(z), z], dim=1), the logits "
+                "of classes 0 and 1."
+            )
         names, self.layer_names_, self.layer_slices_ = [], [], {}
         self.layer_shapes_ = {}
         for name, k in hooks.order:
@@ -517,6 +600,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         self.layer_slices_["proba"] = slice(len(names), len(names) + self.n_outputs_)
         names.extend(f"{PROBA_PREFIX}{c}" for c in classes)
         self._feature_names_out = np.asarray(names, dtype=object)
+        _cache.save_fit(self, X, device)
         return self
 
     def transform(self, X):
@@ -535,30 +619,121 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._check_input(X, reset=False)
         device = _device.resolve_device(self.device)
+        return _cache.cached_transform(self, X, device, self._transform)
+
+    def _transform(self, X):
+        n_samples, exact = _n_samples(X)
+        n_columns = self.n_neurons_ + self.n_outputs_
+        _check_memory(n_samples, n_columns)
+        # Fill one array when the number of samples is known: concatenating a
+        # list of batches would hold the result twice at the peak.
+        out = np.empty((n_samples, n_columns), dtype=np.float32) if exact else None
+        rows, filled = [], 0
+        for values, _ in self._iter_blocks(X):
+            values = values.cpu().numpy()
+            if out is not None and filled + len(values) <= len(out):
+                out[filled : filled + len(values)] = values
+            else:
+                rows.append(values)
+            filled += len(values)
+        if not filled:
+            raise ValueError("X is empty: ActivationExtractor needs at least 1 sample.")
+        if out is None:
+            return np.concatenate(rows, axis=0)
+        if rows or filled < len(out):
+            # The Dataset yielded another number of samples than its len().
+            return np.concatenate([out[: filled - sum(map(len, rows))], *rows])
+        return out
+
+    def batches(self, X, y=None):
+        """The rows of ``transform``, batch by batch, left on the device.
+
+        Nothing of size (n_samples, n_neurons) is built: feed the batches to
+        :meth:`ActivationEntropy.fit` or :meth:`ActivationProbabilityFeatures.fit`,
+        which keep only counts (see :mod:`sknap.streaming`).
+
+        Parameters
+        ----------
+        X : array-like, Tensor, Dataset or DataLoader
+            Inputs of shape (n_samples, *input_shape).
+        y : array-like of shape (n_samples,), default=None
+            Labels, cut into batches along with ``X``. A Dataset or
+            DataLoader whose items are ``(x, y, ...)`` gives its own.
+
+        Returns
+        -------
+        batches : ActivationBatches
+            Iterable of ``(Z, labels)``: ``Z`` a float32 tensor of shape
+            (batch_size, n_neurons_ + n_outputs_) on the device, the rows
+            ``transform`` would return, and the batch's labels (or None).
+            Each iteration runs the backbone over ``X`` again, so the two
+            passes of an exact entropy fit both work.
+
+        Examples
+        --------
+        >>> from sknap import ActivationEntropy, ActivationExtractor
+        >>> from sknap.toy import digits_mlp
+        >>> model, X_train, _, y_train, _ = digits_mlp(epochs=2)
+        >>> extractor = ActivationExtractor(model, device="cpu").fit(X_train)
+        >>> entropy = ActivationEntropy().fit(extractor.batches(X_train, y_train))
+        >>> entropy.n_neurons_in_
+        96
+        """
+        check_is_fitted(self)
+        X = self._check_input(X, reset=False)
+        if y is not None and not isinstance(
+            X, (torch.utils.data.Dataset, torch.utils.data.DataLoader)
+        ):
+            n_labels = len(y)
+            if n_labels != X.shape[0]:
+                raise ValueError(
+                    f"X has {X.shape[0]} samples but y has {n_labels} labels; give "
+                    "one label per sample."
+                )
+        elif y is not None:
+            raise ValueError(
+                "y must be None when X is a Dataset or DataLoader: its items give "
+                "the labels as their second element."
+            )
+        return streaming.ActivationBatches(self, X, y)
+
+    def _iter_blocks(self, X, y=None, labelled=False):
+        """Yield ``(Z, labels)`` per batch: the rows of ``transform`` as a
+        float32 tensor on the device, and the batch's labels or None.
+
+        Hooks, eval mode and ``no_grad`` hold only during each forward pass,
+        not while the caller works on a batch.
+        """
+        device = _device.resolve_device(self.device)
         backbone = _device.on_device(self.backbone, device)
         modules, wanted = self._resolve_modules(backbone)
         dtype = _device.float_dtype(backbone)
-        total, batches = self._batches(X)
-        rows = []
-        with (
-            _device.EvalMode(backbone),
-            torch.no_grad(),
-            _Hooks(modules, self.reduce, wanted) as hooks,
+        if labelled:
+            total, batches = self._labelled_batches(X, y)
+        else:
+            total, inputs = self._batches(X)
+            batches = ((x, None) for x in inputs)
+        block_names = [*self.layer_names_, None]
+        for batch, labels in tqdm(
+            batches, total=total, disable=not self.progress, desc="extract"
         ):
-            for batch in tqdm(
-                batches, total=total, disable=not self.progress, desc="extract"
+            if tuple(batch.shape[1:]) != self.input_shape_:
+                raise ValueError(
+                    f"X has samples of shape {tuple(batch.shape[1:])}, but "
+                    f"{type(self).__name__} was fitted on samples of shape "
+                    f"{self.input_shape_}."
+                )
+            if batch.is_floating_point() and not torch.isfinite(batch).all():
+                raise ValueError(
+                    "Input X contains NaN or infinity. Remove or impute those "
+                    "values before extracting activations."
+                )
+            with (
+                _device.exclusive(backbone),
+                _device.EvalMode(backbone),
+                torch.no_grad(),
+                _Hooks(modules, self.reduce, wanted) as hooks,
             ):
-                if tuple(batch.shape[1:]) != self.input_shape_:
-                    raise ValueError(
-                        f"X has samples of shape {tuple(batch.shape[1:])}, but "
-                        f"{type(self).__name__} was fitted on samples of shape "
-                        f"{self.input_shape_}."
-                    )
-                if batch.is_floating_point() and not torch.isfinite(batch).all():
-                    raise ValueError(
-                        "Input X contains NaN or infinity. Remove or impute those "
-                        "values before extracting activations."
-                    )
                 proba = self._forward(backbone, hooks, batch, device, dtype)
                 if hooks.order != self._calls:
                     raise ValueError(
@@ -568,12 +743,30 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                         "the batch."
                     )
                 blocks = [hooks.outputs[call] for call in self._calls] + [proba]
-                rows.append(
-                    torch.cat([b.float() for b in blocks], dim=1).cpu().numpy()
+                _check_finite(zip(block_names, blocks))
+                values = torch.cat([b.float() for b in blocks], dim=1)
+            yield values, labels
+
+    def _labelled_batches(self, X, y=None):
+        """(number of batches or None, iterator of (input batch, labels))."""
+        if isinstance(X, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+            loader = X
+            if not isinstance(X, torch.utils.data.DataLoader):
+                loader = torch.utils.data.DataLoader(
+                    X, batch_size=self.batch_size, shuffle=False
                 )
-        if not rows:
-            raise ValueError("X is empty: ActivationExtractor needs at least 1 sample.")
-        return np.concatenate(rows, axis=0)
+            try:
+                total = len(loader)
+            except TypeError:
+                total = None
+            return total, _loader_batches(loader, labelled=True)
+        total, inputs = self._batches(X)
+        if y is None:
+            return total, ((x, None) for x in inputs)
+        starts = range(0, X.shape[0], self.batch_size)
+        return total, (
+            (x, y[s : s + self.batch_size]) for s, x in zip(starts, inputs)
+        )
 
     def get_feature_names_out(self, input_features=None):
         """Names of the columns ``transform`` returns.
@@ -599,6 +792,96 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         return tags
 
 
+def _n_samples(X):
+    """(n_samples, exact): how many samples ``X`` yields; n_samples is None if unknown.
+
+    ``exact`` is False where the number is only an estimate (a user's
+    DataLoader may drop the last batch or use any sampler).
+    """
+    if isinstance(X, torch.utils.data.DataLoader):
+        X = X.dataset
+        exact = False
+    else:
+        exact = not isinstance(X, torch.utils.data.IterableDataset)
+    try:
+        return len(X), exact
+    except TypeError:
+        return None, False
+
+
+def _check_memory(n_samples, n_columns):
+    """Raise before allocating a float32 result that the memory cannot hold."""
+    if n_samples is None:
+        return
+    needed = n_samples * n_columns * 4
+    available = _device.available_memory()
+    if available is None or needed <= available:
+        return
+    raise ActivationMemoryError(
+        f"The activation matrix of {n_samples} samples x {n_columns} columns "
+        f"(float32) needs {_format_bytes(needed)}, but only "
+        f"{_format_bytes(available)} of memory is available. Stream instead: "
+        "ActivationEntropy().fit(extractor.batches(X, y)) and "
+        "ActivationProbabilityFeatures().fit(extractor.batches(X, y)) keep only "
+        "counts, never the whole matrix (see sknap.streaming); or transform X "
+        "in slices, record fewer layers, or use a reduce other than 'flatten'."
+    )
+
+
+def _format_bytes(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "bytes" else f"{n} bytes"
+        n /= 1024
+
+
+def _check_finite(blocks):
+    """Raise when a recorded block, or the output (name None), has NaN or inf."""
+    for name, values in blocks:
+        if values.is_floating_point() and not torch.isfinite(values).all():
+            where = "its output" if name is None else f"layer '{name}'"
+            raise ValueError(
+                f"The backbone produced NaN or infinity in {where} although X is "
+                "finite. Its weights may hold NaN or inf (check "
+                "torch.isfinite(p).all() for p in backbone.parameters()), or its "
+                "activations overflow: scale the inputs as in training, and run a "
+                "float16 backbone in float32 (backbone.float())."
+            )
+
+
+_BATCH_HINT = (
+    "Each item must be a tensor or numpy array, all of one shape, or a tuple "
+    "whose first element is one (images need a transform such as "
+    "torchvision.transforms.ToTensor())."
+)
+
+
+def _loader_batches(loader, labelled=False):
+    """Input tensors of a DataLoader's batches; a batching failure says why.
+
+    With ``labelled``, ``(input, labels)`` pairs: the second element of a
+    ``(x, y, ...)`` batch, or None.
+    """
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (TypeError, RuntimeError) as err:
+            raise TypeError(
+                f"Reading a batch from the Dataset or DataLoader failed: {err}. "
+                + _BATCH_HINT
+            ) from err
+        if labelled:
+            labels = None
+            if isinstance(batch, (tuple, list)) and len(batch) > 1:
+                labels = batch[1]
+            yield _first(batch), labels
+        else:
+            yield _first(batch)
+
+
 def _first(batch):
     """The input part of a Dataset item or DataLoader batch."""
     if isinstance(batch, (tuple, list)):
@@ -609,5 +892,11 @@ def _first(batch):
             "(input, target) tuples. Wrap it so that it yields the input first."
         )
     if not isinstance(batch, torch.Tensor):
-        batch = torch.as_tensor(np.asarray(batch))
+        try:
+            batch = torch.as_tensor(np.asarray(batch))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"A batch of type {type(batch).__name__} from the Dataset or "
+                f"DataLoader could not be made into a tensor: {err}. " + _BATCH_HINT
+            ) from err
     return batch

@@ -10,7 +10,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._layout import check_probability_block, resolve_n_classes
+from . import streaming
+from ._layout import PROBA_PREFIX, check_probability_block, resolve_n_classes
 from .exceptions import EmptyClassWarning
 
 __all__ = ["ActivationProbabilityFeatures", "activation_probability", "proposed_proba"]
@@ -183,10 +184,51 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             return A, np.full((X.shape[0], k), 1.0 / k, dtype=X.dtype)
         return A, X[:, self.n_neurons_in_ :]
 
+    def _classes_from_names(self, classes, n_proba):
+        """Labels of the probability columns read from their ``proba_<c>`` names.
+
+        None when the input had no such names, or when they are the default
+        ``proba_0 ...`` and do not hold the labels of y (which are then matched
+        to the columns in sorted order). Names that hold other labels than y's
+        are an error: the columns cannot be matched to the classes.
+        """
+        names = getattr(self, "feature_names_in_", None)
+        if names is None or n_proba == 0:
+            return None
+        names = [str(f) for f in names[self.n_neurons_in_ :]]
+        if not all(f.startswith(PROBA_PREFIX) for f in names):
+            return None
+        names = [f[len(PROBA_PREFIX) :] for f in names]
+        try:
+            if classes.dtype.kind in "USO":
+                labels = np.asarray(
+                    names, dtype=object if classes.dtype.kind == "O" else None
+                )
+            else:
+                labels = np.asarray(names).astype(classes.dtype)
+        except (ValueError, TypeError):
+            labels = None
+        if labels is not None and len(set(labels.tolist())) == len(labels):
+            if set(classes.tolist()) <= set(labels.tolist()):
+                return labels
+        if names == [str(k) for k in range(n_proba)]:
+            return None
+        unknown = sorted(set(map(str, classes.tolist())) - set(names))
+        raise ValueError(
+            f"y has labels {unknown} that are not among the backbone's classes "
+            f"{names} (the '{PROBA_PREFIX}' column names of X). Give y with the "
+            "labels passed to ActivationExtractor(classes=...), or leave classes "
+            "as None and give y as the backbone's output indices."
+        )
+
     def _encode(self, y):
         """Class labels and indices; the probability block defines the classes."""
         classes, y_idx = np.unique(y, return_inverse=True)
         n_proba = self.n_features_in_ - self.n_neurons_in_
+        named = self._classes_from_names(classes, n_proba)
+        if named is not None:
+            index = {c: i for i, c in enumerate(named.tolist())}
+            return named, np.asarray([index[c] for c in classes.tolist()])[y_idx]
         if len(classes) == n_proba or n_proba == 0:
             return classes, y_idx
         if (
@@ -209,27 +251,35 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         return activation_probability(A, y_idx, n_classes, self.alpha)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Learn the activation probabilities ``P``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_neurons + n_classes)
-            Activations followed by the backbone's class probabilities.
+        X : array-like of shape (n_samples, n_neurons + n_classes), iterable \
+                of batches, or NeuronStatistics
+            Activations followed by the backbone's class probabilities. Data
+            that does not fit in memory streams, in one pass, as an iterable
+            of ``(batch, labels)`` pairs, such as
+            :meth:`ActivationExtractor.batches` yields; or as
+            :class:`~sknap.streaming.NeuronStatistics` merged from shards or
+            processes. ``P`` equals the in-memory fit's.
         y : array-like of shape (n_samples,)
-            Class labels.
+            Class labels; None when the batches carry them.
 
         Returns
         -------
         self : ActivationProbabilityFeatures
             The fitted estimator.
         """
+        if streaming.is_batch_source(X):
+            return streaming.fit_probabilities(self, X, y)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         n_proba = resolve_n_classes(self, X.shape[1], y)
         self.n_neurons_in_ = X.shape[1] - n_proba
         self.classes_, y_idx = self._encode(y)
-        check_probability_block(self, X[:, self.n_neurons_in_ :])
+        check_probability_block(self, X[:, self.n_neurons_in_ :], X=X)
         self.class_count_ = np.bincount(y_idx, minlength=len(self.classes_))
         if (self.class_count_ == 0).any():
             missing = self.classes_[self.class_count_ == 0].tolist()

@@ -1,0 +1,295 @@
+"""Watch activation-pattern entropy and accuracy while a model trains.
+
+:class:`ActivationMonitor` is dropped into a plain PyTorch training loop:
+call :meth:`~ActivationMonitor.step` after each optimiser step or
+:meth:`~ActivationMonitor.epoch_end` after each epoch, and every ``every``
+steps or epochs it records the entropy (total, normalized, per layer) and the
+accuracy on the data it holds. It is also a ``callback`` for
+:func:`sknap.training.train_classifier`. When skorch is installed,
+:class:`SkorchActivationMonitor` does the same as a skorch callback and writes
+into the net's history.
+"""
+
+import warnings
+
+import numpy as np
+
+from ._device import module_device
+from .entropy import ActivationEntropy
+from .exceptions import DeadNeuronWarning
+from .extraction import ActivationExtractor
+from .report import correlation
+
+__all__ = ["ActivationMonitor"]
+
+
+class ActivationMonitor:
+    """Record entropy and accuracy every ``every`` epochs or steps.
+
+    Parameters
+    ----------
+    X : array-like or Tensor of shape (n_samples, ...)
+        Inputs on which entropy and accuracy are measured (a training subset
+        keeps it cheap: each measurement is one forward pass over ``X``).
+    y : array-like of shape (n_samples,)
+        Their labels (integers ``0 .. n_classes - 1``).
+    X_test, y_test : array-like, default=None
+        Optional held-out data; its accuracy is recorded as ``test_acc``.
+    every : int, default=1
+        Measure every ``every``-th call of :meth:`step` (``unit="step"``) or of
+        :meth:`epoch_end` (``unit="epoch"``).
+    unit : {"epoch", "step"}, default="epoch"
+        Which calls count.
+    layers : see ActivationExtractor, default=None
+        Layers to read; None is every ``nn.ReLU``.
+    reduce : str or callable, default="mean"
+        How conv maps become neurons (see ActivationExtractor).
+    n_bins : int, default=10
+        Histogram bins R.
+    batch_size : int, default=256
+        Samples per forward pass.
+    device : str, default=None
+        Where to run the forward pass; None is where the model's weights are,
+        so nothing is copied.
+
+    Attributes
+    ----------
+    history : list of dict
+        One dict per measurement: ``epoch``, ``step``, ``train_acc``
+        (accuracy on ``X``), ``test_acc`` (when ``X_test`` is given),
+        ``entropy``, ``normalized_entropy``, ``n_dead``, ``layer_entropy``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sknap.monitor import ActivationMonitor
+    >>> from sknap.toy import make_mlp
+    >>> X = torch.randn(64, 4)
+    >>> y = (X[:, 0] > 0).long()
+    >>> model = make_mlp(4, 2, hidden=(8,), random_state=0)
+    >>> optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    >>> monitor = ActivationMonitor(X, y, every=2)
+    >>> for epoch in range(4):
+    ...     optimizer.zero_grad()
+    ...     torch.nn.functional.cross_entropy(model(X), y).backward()
+    ...     optimizer.step()
+    ...     _ = monitor.epoch_end(model)
+    >>> [record["epoch"] for record in monitor.history]
+    [2, 4]
+    >>> sorted(monitor.history[-1]["layer_entropy"])
+    ['relu1']
+    """
+
+    def __init__(
+        self,
+        X,
+        y,
+        *,
+        X_test=None,
+        y_test=None,
+        every=1,
+        unit="epoch",
+        layers=None,
+        reduce="mean",
+        n_bins=10,
+        batch_size=256,
+        device=None,
+    ):
+        if unit not in ("epoch", "step"):
+            raise ValueError(
+                f"The 'unit' parameter of ActivationMonitor must be 'epoch' or "
+                f"'step'. Got {unit!r} instead."
+            )
+        if int(every) < 1:
+            raise ValueError(
+                "The 'every' parameter of ActivationMonitor must be an int >= 1. "
+                f"Got {every!r} instead."
+            )
+        self.X, self.y = X, np.asarray(y)
+        self.X_test = X_test
+        self.y_test = None if y_test is None else np.asarray(y_test)
+        self.every = int(every)
+        self.unit = unit
+        self.layers = layers
+        self.reduce = reduce
+        self.n_bins = n_bins
+        self.batch_size = batch_size
+        self.device = device
+        self.history = []
+        self.epoch = 0
+        self.n_steps = 0
+
+    def step(self, model):
+        """Count one optimiser step; measure when the step count is due.
+
+        Returns
+        -------
+        record : dict or None
+            The measurement, or None when none was due.
+        """
+        self.n_steps += 1
+        if self.unit == "step" and self.n_steps % self.every == 0:
+            return self.measure(model)
+        return None
+
+    def epoch_end(self, model):
+        """Count one epoch; measure when the epoch count is due.
+
+        Returns
+        -------
+        record : dict or None
+            The measurement, or None when none was due.
+        """
+        self.epoch += 1
+        if self.unit == "epoch" and self.epoch % self.every == 0:
+            return self.measure(model)
+        return None
+
+    def __call__(self, model, epoch):
+        """``callback(model, epoch)`` of :func:`sknap.training.train_classifier`."""
+        self.epoch = int(epoch) - 1
+        return self.epoch_end(model)
+
+    def _extract(self, model, X):
+        device = self.device if self.device is not None else module_device(model)
+        extractor = ActivationExtractor(
+            model,
+            layers=self.layers,
+            reduce=self.reduce,
+            batch_size=self.batch_size,
+            device=device,
+        )
+        extractor.fit(X[:2])
+        return extractor.transform(X), extractor
+
+    def measure(self, model, **extra):
+        """Measure now, whatever the counters say, and append to ``history``.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The model being trained; its train/eval mode is restored after.
+        **extra
+            Added to the record (a loss, a learning rate).
+
+        Returns
+        -------
+        record : dict
+        """
+        Z, extractor = self._extract(model, self.X)
+        n_classes = extractor.n_outputs_
+        est = ActivationEntropy(
+            n_bins=self.n_bins, n_classes=n_classes, per_class=False
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeadNeuronWarning)
+            est.fit(Z)
+        record = {
+            "epoch": self.epoch,
+            "step": self.n_steps,
+            "train_acc": float(np.mean(Z[:, -n_classes:].argmax(1) == self.y)),
+            "entropy": float(est.entropy_),
+            "normalized_entropy": float(est.normalized_entropy_),
+            "n_dead": int(est.n_dead_neurons_),
+            "layer_entropy": est.layer_entropy(extractor.get_feature_names_out()),
+        }
+        if self.X_test is not None:
+            Z_test, _ = self._extract(model, self.X_test)
+            record["test_acc"] = float(
+                np.mean(Z_test[:, -n_classes:].argmax(1) == self.y_test)
+            )
+        record.update(extra)
+        self.history.append(record)
+        return record
+
+    def series(self, key):
+        """One recorded quantity as an array, in measurement order.
+
+        Examples
+        --------
+        >>> ActivationMonitor([[0.0]], [0]).series("entropy")
+        array([], dtype=float64)
+        """
+        return np.asarray([r[key] for r in self.history], dtype=float)
+
+    def correlation(self, accuracy="train_acc"):
+        """Pearson and Spearman correlation of entropy with an accuracy series.
+
+        Returns
+        -------
+        pearson, spearman : float
+            NaN with fewer than 3 measurements or a constant series.
+        """
+        return correlation(self.series("entropy"), self.series(accuracy))
+
+
+try:  # The skorch callback exists only where skorch does.
+    from skorch.callbacks import Callback as _SkorchCallback
+except ImportError:  # pragma: no cover - depends on the environment
+    _SkorchCallback = None
+
+
+if _SkorchCallback is not None:
+
+    class SkorchActivationMonitor(_SkorchCallback):
+        """A skorch callback around :class:`ActivationMonitor`.
+
+        Every ``every`` epochs it measures the net's module on ``X``, ``y`` and
+        writes ``nap_entropy``, ``nap_normalized_entropy`` and ``nap_acc`` (and
+        ``nap_test_acc``) into ``net.history``; the full records are in
+        ``monitor_.history``.
+
+        Parameters
+        ----------
+        X, y, X_test, y_test, every, layers, reduce, n_bins, batch_size
+            As for :class:`ActivationMonitor` (``unit`` is always epochs).
+        """
+
+        def __init__(
+            self,
+            X,
+            y,
+            *,
+            X_test=None,
+            y_test=None,
+            every=1,
+            layers=None,
+            reduce="mean",
+            n_bins=10,
+            batch_size=256,
+        ):
+            self.X = X
+            self.y = y
+            self.X_test = X_test
+            self.y_test = y_test
+            self.every = every
+            self.layers = layers
+            self.reduce = reduce
+            self.n_bins = n_bins
+            self.batch_size = batch_size
+
+        def initialize(self):
+            self.monitor_ = ActivationMonitor(
+                self.X,
+                self.y,
+                X_test=self.X_test,
+                y_test=self.y_test,
+                every=self.every,
+                layers=self.layers,
+                reduce=self.reduce,
+                n_bins=self.n_bins,
+                batch_size=self.batch_size,
+            )
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            record = self.monitor_.epoch_end(net.module_)
+            if record is None:
+                return
+            net.history.record("nap_entropy", record["entropy"])
+            net.history.record("nap_normalized_entropy", record["normalized_entropy"])
+            net.history.record("nap_acc", record["train_acc"])
+            if "test_acc" in record:
+                net.history.record("nap_test_acc", record["test_acc"])
+
+    __all__.append("SkorchActivationMonitor")

@@ -1,0 +1,550 @@
+"""A sweep's results as CSV, JSON, a markdown report and a Figure-2 plot.
+
+The tables follow the paper: Table 1 (correlation between entropy and
+accuracy over the checkpoints), Table 2/3 (Tr, PTr, Te, PTe per checkpoint and
+the average improvement), Table 4 (last two layers against the last layer),
+plus the ablations. Every number is computed here from the records of one
+run; nothing is typed in.
+"""
+
+import csv
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "average_improvement",
+    "correlation",
+    "flatten_record",
+    "markdown_report",
+    "plot_figure2",
+    "summarize",
+    "write_csv",
+    "write_json",
+    "write_report",
+]
+
+
+def correlation(x, y):
+    """Pearson and Spearman correlation of two series, NaN where undefined.
+
+    Undefined means fewer than 3 points or a constant series (scipy would warn
+    and return NaN itself).
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n,)
+
+    Returns
+    -------
+    pearson, spearman : float
+
+    Examples
+    --------
+    >>> correlation([3.0, 2.0, 1.0], [0.1, 0.2, 0.4])
+    (-0.981..., -1.0)
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan, math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        pearson = float(stats.pearsonr(x, y)[0])
+        spearman = float(stats.spearmanr(x, y)[0])
+    return pearson, spearman
+
+
+def average_improvement(base, proposed):
+    """Mean of ``proposed - base`` in percentage points (the paper's Avg. Imp.).
+
+    Examples
+    --------
+    >>> average_improvement([0.90, 0.92], [0.91, 0.95])
+    2.0
+    """
+    diff = np.asarray(proposed, dtype=float) - np.asarray(base, dtype=float)
+    return round(float(np.mean(diff)) * 100, 10)
+
+
+def _column(records, key):
+    return [r[key] for r in records] if records and key in records[0] else None
+
+
+def summarize(records):
+    """The report's derived numbers, from the per-checkpoint records.
+
+    Returns
+    -------
+    summary : dict
+        ``table1``: Pearson and Spearman between total entropy and train/test
+        accuracy (min-max or n-normalized entropy gives the same values, as
+        both are affine in it). ``table2``: average improvement of the
+        auxiliary model over the backbone, train and test, and the number of
+        checkpoints where it is higher. ``ablations`` and ``table4`` likewise
+        where measured, ``table4`` with the Pearson correlation between the
+        last-two-layer and last-layer accuracies. ``h1`` and ``h2``: verdicts
+        in words.
+    """
+    tr, te = _column(records, "train_acc"), _column(records, "test_acc")
+    entropy = _column(records, "entropy")
+    out = {"n_checkpoints": len(records)}
+    p_tr, s_tr = correlation(entropy, tr)
+    p_te, s_te = correlation(entropy, te)
+    out["table1"] = {
+        "pearson_train": p_tr,
+        "spearman_train": s_tr,
+        "pearson_test": p_te,
+        "spearman_test": s_te,
+    }
+
+    def gain(key, base):
+        values = _column(records, key)
+        if values is None:
+            return None
+        wins = int(np.sum(np.asarray(values) > np.asarray(base)))
+        ties = int(np.sum(np.asarray(values) == np.asarray(base)))
+        return {
+            "avg_improvement": average_improvement(base, values),
+            "wins": wins,
+            "ties": ties,
+            "final": values[-1],
+        }
+
+    out["table2"] = {
+        "train": gain("aux_train_acc", tr),
+        "test": gain("aux_test_acc", te),
+    }
+    out["ablations"] = {
+        name: {
+            "train": gain(f"{name}_train_acc", tr),
+            "test": gain(f"{name}_test_acc", te),
+        }
+        for name in ("ypred", "probe", "cv_aux")
+        if _column(records, f"{name}_train_acc") is not None
+    }
+    if _column(records, "last_train_acc") is not None:
+        out["table4"] = {
+            name: {
+                "train": gain(f"{name}_train_acc", tr),
+                "test": gain(f"{name}_test_acc", te),
+            }
+            for name in ("last2", "last")
+        }
+        out["table4"]["pearson_last2_vs_last"] = {
+            split: correlation(
+                _column(records, f"last2_{split}_acc"),
+                _column(records, f"last_{split}_acc"),
+            )[0]
+            for split in ("train", "test")
+        }
+    out["h1"] = _h1_verdict(out["table1"])
+    out["h2"] = _h2_verdict(out, len(records))
+    return out
+
+
+def _h1_verdict(t1):
+    p, s = t1["pearson_train"], t1["spearman_train"]
+    if math.isnan(p) or math.isnan(s):
+        return "undefined (fewer than 3 checkpoints, or a constant series)"
+    if p < 0 and s < 0:
+        return (
+            f"entropy falls as training accuracy rises (PCC {p:+.2f}, SCC {s:+.2f}): "
+            "the paper's H1 relation holds on this run"
+        )
+    return (
+        f"no negative relation between entropy and training accuracy (PCC "
+        f"{p:+.2f}, SCC {s:+.2f}): the paper's H1 relation does not hold on this run"
+    )
+
+
+def _h2_verdict(out, n):
+    test = out["table2"]["test"]
+    text = (
+        f"the auxiliary model's test accuracy beats the backbone's at "
+        f"{test['wins']} of {n} checkpoints ({test['ties']} ties), by "
+        f"{test['avg_improvement']:+.2f} points on average"
+    )
+    ypred = out["ablations"].get("ypred")
+    if ypred is not None:
+        margin = test["avg_improvement"] - ypred["test"]["avg_improvement"]
+        text += (
+            f"; the same network fed Y_predicted alone gains "
+            f"{ypred['test']['avg_improvement']:+.2f}, so the activation "
+            f"probabilities add {margin:+.2f} points"
+        )
+    verdict = "holds" if test["wins"] == n else "does not hold at every checkpoint"
+    return f"{text}. H2 (better at every checkpoint) {verdict} on this run"
+
+
+def flatten_record(record):
+    """One CSV row: nested ``class_entropy``/``layer_entropy`` become columns."""
+    row = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                row[f"{key}_{sub}"] = v
+        else:
+            row[key] = value
+    return row
+
+
+def write_csv(records, path):
+    """Write one row per checkpoint."""
+    rows = [flatten_record(r) for r in records]
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return None if math.isnan(value) else value
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(payload, path):
+    """Write ``payload`` (records, settings, summary) as JSON; NaN becomes null."""
+    with open(path, "w") as f:
+        json.dump(_json_safe(payload), f, indent=2)
+
+
+def _pct(value):
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def _num(value, digits=2):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:+.{digits}f}"
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _avg_row(label, summary_pairs, width):
+    cells = [label] + [""] * (width - 1)
+    for index, item in summary_pairs:
+        cells[index] = "" if item is None else f"{item['avg_improvement']:+.2f}"
+    return cells
+
+
+def markdown_report(records, summary, meta):
+    """The report as markdown text.
+
+    Parameters
+    ----------
+    records : list of dict
+        Per-checkpoint measurements.
+    summary : dict
+        :func:`summarize` of the records.
+    meta : dict
+        ``command``, ``title``, ``data``, ``backbone``, ``settings``,
+        ``machine``, ``wall_time_s``, ``blocks``, ``figure`` (file name or None).
+    """
+    out = [f"# {meta['title']}", ""]
+    out += [
+        "Command:",
+        "",
+        "```bash",
+        meta["command"],
+        "```",
+        "",
+        f"- data: {meta['data']}",
+        f"- backbone: {meta['backbone']}",
+        f"- machine: {meta['machine']}",
+        f"- wall time: {meta['wall_time_s']:.0f} s "
+        f"({meta['wall_time_s'] / 60:.1f} min)",
+        "- settings: " + ", ".join(f"{k}={v}" for k, v in meta["settings"].items()),
+        f"- layers: {meta['blocks']}",
+        "",
+        "## Verdicts",
+        "",
+        f"- **H1** (entropy vs. accuracy): {summary['h1']}.",
+        f"- **H2** (auxiliary model vs. backbone): {summary['h2']}.",
+        "",
+    ]
+    t1 = summary["table1"]
+    out += [
+        "## Table 1: correlation between entropy and accuracy over the checkpoints",
+        "",
+        "Entropy: total activation-pattern entropy E on the training set. "
+        "Normalized entropy gives the same coefficients (it is E times a constant).",
+        "",
+        _table(
+            ["", "train accuracy", "test accuracy"],
+            [
+                ["PCC", _num(t1["pearson_train"]), _num(t1["pearson_test"])],
+                ["SCC", _num(t1["spearman_train"]), _num(t1["spearman_test"])],
+            ],
+        ),
+        "",
+    ]
+    rows = [
+        [
+            r["checkpoint"],
+            r["epoch"],
+            _pct(r["train_acc"]),
+            _pct(r["aux_train_acc"]),
+            _pct(r["test_acc"]),
+            _pct(r["aux_test_acc"]),
+            f"{r['entropy']:.1f}",
+            f"{r['normalized_entropy']:.4f}",
+            r["n_dead"],
+        ]
+        for r in records
+    ]
+    t2 = summary["table2"]
+    rows.append(_avg_row("Avg. Imp.", [(3, t2["train"]), (5, t2["test"])], 9))
+    out += [
+        "## Table 2/3: backbone (Tr, Te) vs. auxiliary model (PTr, PTe), %",
+        "",
+        "P fitted in-sample on the training set, as in the paper. Avg. Imp.: mean "
+        "of PTr - Tr and PTe - Te in percentage points. E: entropy (bits), "
+        "E/Emax: normalized entropy, dead: neurons never active.",
+        "",
+        _table(
+            ["Iter", "epoch", "Tr", "PTr", "Te", "PTe", "E", "E/Emax", "dead"], rows
+        ),
+        "",
+    ]
+    if "table4" in summary:
+        t4 = summary["table4"]
+        rows = [
+            [
+                r["checkpoint"],
+                _pct(r["train_acc"]),
+                _pct(r["last2_train_acc"]),
+                _pct(r["last_train_acc"]),
+                _pct(r["test_acc"]),
+                _pct(r["last2_test_acc"]),
+                _pct(r["last_test_acc"]),
+            ]
+            for r in records
+        ]
+        rows.append(
+            _avg_row(
+                "Avg. Imp.",
+                [
+                    (2, t4["last2"]["train"]),
+                    (3, t4["last"]["train"]),
+                    (5, t4["last2"]["test"]),
+                    (6, t4["last"]["test"]),
+                ],
+                7,
+            )
+        )
+        pcc = t4["pearson_last2_vs_last"]
+        rows.append(["PCC", "", _num(pcc["train"]), "", "", _num(pcc["test"]), ""])
+        out += [
+            "## Table 4: last two layers (L2L) vs. last layer (LL), %",
+            "",
+            f"L2L: {meta['blocks'].get('last2')}; LL: {meta['blocks'].get('last')}. "
+            "PCC: Pearson correlation between the L2L and LL accuracies over the "
+            "checkpoints.",
+            "",
+            _table(
+                ["Iter", "Tr", "PTr-L2L", "PTr-LL", "Te", "PTe-L2L", "PTe-LL"], rows
+            ),
+            "",
+        ]
+    if summary["ablations"]:
+        out += _ablation_section(records, summary)
+    out += _entropy_section(records)
+    if meta.get("figure"):
+        out += [
+            "## Figure 2",
+            "",
+            f"![min-max normalized entropy and accuracy]({meta['figure']})",
+            "",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def _ablation_section(records, summary):
+    ab = summary["ablations"]
+    names = [n for n in ("ypred", "probe", "cv_aux") if n in ab]
+    labels = {
+        "ypred": "Y_pred only",
+        "probe": "LR probe",
+        "cv_aux": "cross-fitted P",
+    }
+    header = ["Iter", "Te", "PTe"] + [f"Te {labels[n]}" for n in names]
+    header += ["Tr", "PTr"] + [f"Tr {labels[n]}" for n in names]
+    rows = []
+    for r in records:
+        row = [r["checkpoint"], _pct(r["test_acc"]), _pct(r["aux_test_acc"])]
+        row += [_pct(r[f"{n}_test_acc"]) for n in names]
+        row += [_pct(r["train_acc"]), _pct(r["aux_train_acc"])]
+        row += [_pct(r[f"{n}_train_acc"]) for n in names]
+        rows.append(row)
+    k = len(names)
+    avg = ["Avg. Imp.", "", f"{summary['table2']['test']['avg_improvement']:+.2f}"]
+    avg += [f"{ab[n]['test']['avg_improvement']:+.2f}" for n in names]
+    avg += ["", f"{summary['table2']['train']['avg_improvement']:+.2f}"]
+    avg += [f"{ab[n]['train']['avg_improvement']:+.2f}" for n in names]
+    wins = ["wins", "", str(summary["table2"]["test"]["wins"])]
+    wins += [str(ab[n]["test"]["wins"]) for n in names]
+    wins += ["", str(summary["table2"]["train"]["wins"])]
+    wins += [str(ab[n]["train"]["wins"]) for n in names]
+    rows += [avg, wins]
+    assert len(rows[0]) == 5 + 2 * k
+    return [
+        "## Ablations, %",
+        "",
+        "- *Y_pred only*: the same auxiliary network, trained the same way on "
+        "the backbone's softmax alone. If it gains as much as PTe, the gain comes "
+        "from training a second model, not from the activation probabilities.",
+        "- *LR probe*: a logistic regression (standardized inputs) on the same "
+        "activations, fitted on at most `probe_max_samples` training samples; "
+        "its train accuracy is measured on the whole training set.",
+        "- *cross-fitted P*: P for each training sample comes from the other "
+        "folds (`cv` folds), so the auxiliary model is not trained on features "
+        "that saw the sample's own label; test features use P from all training "
+        "samples.",
+        "",
+        "Avg. Imp.: mean gain over the backbone (Te or Tr) in points; wins: "
+        "checkpoints where the column beats the backbone.",
+        "",
+        _table(header, rows),
+        "",
+    ]
+
+
+def _entropy_section(records):
+    classes = list(records[0]["class_entropy"])
+    layers = list(records[0]["layer_entropy"])
+    out = [
+        "## Entropy per class and per layer (training set, bits)",
+        "",
+        _table(
+            ["Iter"] + [f"class {c}" for c in classes],
+            [
+                [r["checkpoint"]] + [f"{r['class_entropy'][c]:.1f}" for c in classes]
+                for r in records
+            ],
+        ),
+        "",
+    ]
+    if len(layers) <= 8:
+        out += [
+            _table(
+                ["Iter"] + layers,
+                [
+                    [r["checkpoint"]]
+                    + [f"{r['layer_entropy'][name]:.1f}" for name in layers]
+                    for r in records
+                ],
+            ),
+            "",
+        ]
+    else:
+        out += [
+            f"{len(layers)} layers: per-layer entropy is in the CSV and JSON "
+            "(`layer_entropy_<layer>`).",
+            "",
+        ]
+    return out
+
+
+def _minmax(values):
+    values = np.asarray(values, dtype=float)
+    span = np.ptp(values)
+    return np.zeros_like(values) if span == 0 else (values - values.min()) / span
+
+
+def plot_figure2(records, path, title=""):
+    """Figure 2 of the paper: min-max normalized entropy and accuracy.
+
+    Left axis: entropy min-max normalized over the checkpoints; right axis:
+    train and test accuracy (%). Needs matplotlib (the extra ``plot``).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError(
+            "The Figure-2 plot needs matplotlib: `pip install 'sknap[plot]'`."
+        ) from err
+    x = [r["checkpoint"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.plot(x, _minmax([r["entropy"] for r in records]), "k-o", ms=3, label="entropy")
+    ax.set_xlabel("checkpoint")
+    ax.set_ylabel("min-max normalized entropy")
+    ax.set_ylim(-0.05, 1.05)
+    acc = ax.twinx()
+    acc.plot(
+        x, [100 * r["train_acc"] for r in records], "C0-s", ms=3, label="train acc"
+    )
+    acc.plot(x, [100 * r["test_acc"] for r in records], "C1-^", ms=3, label="test acc")
+    acc.set_ylabel("accuracy (%)")
+    lines = ax.get_lines() + acc.get_lines()
+    ax.legend(
+        lines, [line.get_label() for line in lines], loc="center right", fontsize=8
+    )
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(result, meta, folder):
+    """Write ``checkpoints.csv``, ``results.json``, ``figure2.png``, ``report.md``.
+
+    Parameters
+    ----------
+    result : SweepResult
+        The sweep.
+    meta : dict
+        See :func:`markdown_report`; ``figure`` is filled in here.
+    folder : str or Path
+        Created if needed.
+
+    Returns
+    -------
+    paths : dict of str to Path
+        Files written.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = summarize(result.records)
+    paths = {"csv": folder / "checkpoints.csv", "json": folder / "results.json"}
+    write_csv(result.records, paths["csv"])
+    meta = dict(meta, blocks=result.blocks, figure=None)
+    try:
+        paths["figure"] = plot_figure2(
+            result.records, folder / "figure2.png", meta["title"]
+        )
+        meta["figure"] = "figure2.png"
+    except ImportError as err:
+        warnings.warn(f"{err} The report is written without it.", stacklevel=2)
+    write_json(
+        {
+            "meta": meta,
+            "settings": result.settings,
+            "summary": summary,
+            "checkpoints": result.records,
+        },
+        paths["json"],
+    )
+    paths["report"] = folder / "report.md"
+    paths["report"].write_text(markdown_report(result.records, summary, meta))
+    return paths

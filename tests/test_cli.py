@@ -1,0 +1,74 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from numpy.testing import assert_allclose
+from test_datasets import make_idx_folder
+
+from sknap.cli import main
+from sknap.report import correlation
+
+FAST = ["--aux-epochs", "2", "--cv", "2", "--probe-max-samples", "100", "--quiet"]
+
+
+def test_reproduce_on_digits(tmp_path):
+    out = tmp_path / "run"
+    argv = ["reproduce", "--train-size", "200", "--test-size", "100"]
+    argv += ["--checkpoints", "3", "--output", str(out), *FAST]
+    assert main(argv) == 0
+    report = (out / "report.md").read_text()
+    assert "sknap reproduce --train-size 200" in report
+    for heading in ("Table 1", "Table 2/3", "Table 4", "Ablations", "Figure 2"):
+        assert heading in report
+    assert (out / "figure2.png").exists()
+    # The report's correlations are those of the measured series.
+    with open(out / "checkpoints.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    entropy = [float(r["entropy"]) for r in rows]
+    train = [float(r["train_acc"]) for r in rows]
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    pearson, spearman = correlation(entropy, train)
+    assert_allclose(summary["table1"]["pearson_train"], pearson)
+    assert f"{pearson:+.2f}" in report
+
+
+def test_reproduce_on_a_torchvision_folder(tmp_path):
+    make_idx_folder(tmp_path / "data" / "MNIST" / "raw", n_train=60, n_test=30)
+    out = tmp_path / "run"
+    argv = ["reproduce", "--dataset", "mnist", "--data-root", str(tmp_path / "data")]
+    argv += ["--backbone", "cnn", "--checkpoints", "2", "--random-labels"]
+    argv += ["--output", str(out), "--no-ablations", *FAST]
+    assert main(argv) == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert len(payload["checkpoints"]) == 2
+    assert "Mixed" in payload["meta"]["title"]
+    assert "ypred_test_acc" not in payload["checkpoints"][0]
+
+
+def test_missing_data_set_says_how_to_get_it(tmp_path, capsys):
+    argv = ["reproduce", "--dataset", "fashion-mnist"]
+    argv += ["--data-root", str(tmp_path / "nowhere"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "apt-get install dataset-fashion-mnist" in err
+    assert "FashionMNIST/raw" in err
+
+
+def test_bad_choice_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--backbone", "alexnet"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_python_m_sknap_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "sknap", "reproduce", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for option in ("--dataset", "--backbone", "--checkpoints", "--random-labels"):
+        assert option in done.stdout
