@@ -9,12 +9,14 @@ from .exceptions import (
     LayoutWarning,
 )
 from .extraction import ActivationExtractor, list_layers
+from .fused import fused_transform
 from .pipeline import make_nap_pipeline
 from .probabilities import (
     ActivationProbabilityFeatures,
     activation_probability,
     proposed_proba,
 )
+from .streaming import NeuronStatistics, compute_statistics
 
 __version__ = "0.1.0"
 
@@ -27,8 +29,11 @@ __all__ = [
     "DeadNeuronWarning",
     "EmptyClassWarning",
     "LayoutWarning",
+    "NeuronStatistics",
     "activation_entropy",
     "activation_probability",
+    "compute_statistics",
+    "fused_transform",
     "list_layers",
     "make_nap_pipeline",
     "proposed_proba",

@@ -50,7 +50,8 @@ def available_memory():
             pass
     if not candidates:
         try:
-            candidates.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+            pages = os.sysconf("SC_AVPHYS_PAGES")
+            candidates.append(pages * os.sysconf("SC_PAGE_SIZE"))
         except (ValueError, OSError, AttributeError):
             pass
     try:

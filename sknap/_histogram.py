@@ -28,9 +28,13 @@ def as_tensor(A):
     return torch.from_numpy(A)
 
 
-def column_max(A):
-    """Largest positive value of each column; 0 for a column with none."""
-    return _kernels.column_max(as_tensor(A))
+def column_max(A, check_finite=False):
+    """Largest positive value of each column; 0 for a column with none.
+
+    ``check_finite`` raises a ValueError for NaN or infinity, found in the
+    same pass.
+    """
+    return _kernels.column_max(as_tensor(A), check_finite)
 
 
 def bin_edges(maxima, n_bins, binning="right"):

@@ -41,7 +41,7 @@ __all__ = [
 # on one thread (a thread pool costs more than it saves on small batches).
 _CHUNK_ELEMENTS = 1 << 22
 _PARALLEL_ELEMENTS = 1 << 20
-# Rows per kernel call, so that int32 counters cannot overflow.
+# Rows per kernel call, so that indices stay far from overflow.
 _MAX_ROWS = 1 << 30
 
 
@@ -140,12 +140,17 @@ def _compile(numba):
     njit = numba.njit(nogil=True, cache=True)
 
     @njit
-    def column_max(a, rows, lda, out, j0, j1):
+    def column_max(a, rows, lda, out, nan, j0, j1):
+        # nan[j] stays 0 unless a value is NaN or infinite (v * 0 is NaN then):
+        # the finiteness check costs nothing in this memory-bound loop.
         o = out[j0:j1]
+        z = nan[j0:j1]
         for i in range(rows):
             row = a[i * lda + j0 : i * lda + j1]
             for j in range(j1 - j0):
-                o[j] = max(o[j], row[j])
+                v = row[j]
+                o[j] = max(o[j], v)
+                z[j] += v * 0
 
     @njit
     def class_stats(a, rows, lda, y, cmax, active, j0, j1):
@@ -163,24 +168,49 @@ def _compile(numba):
         k1 = t1.shape[0]
         k2 = t2.shape[1]
         width = j1 - j0
-        acc = np.zeros((k1, width), np.int32)
-        for i in range(rows):
-            row = a[i * lda + j0 : i * lda + j1]
+        # Byte counters, emptied into out1 every 252 rows, and four rows per
+        # update: the stores bound this loop, so fewer and narrower is faster.
+        acc = np.zeros((k1, width), np.uint8)
+        for start in range(0, rows, 252):
+            stop = min(rows, start + 252)
+            i = start
+            while i + 4 <= stop:
+                r0 = a[i * lda + j0 : i * lda + j1]
+                r1 = a[(i + 1) * lda + j0 : (i + 1) * lda + j1]
+                r2 = a[(i + 2) * lda + j0 : (i + 2) * lda + j1]
+                r3 = a[(i + 3) * lda + j0 : (i + 3) * lda + j1]
+                for k in range(k1):
+                    t = t1[k, j0:j1]
+                    c = acc[k]
+                    for j in range(width):
+                        tj = t[j]
+                        c[j] += (np.uint8(r0[j] > tj) + np.uint8(r1[j] > tj)) + (
+                            np.uint8(r2[j] > tj) + np.uint8(r3[j] > tj)
+                        )
+                i += 4
+            while i < stop:
+                r0 = a[i * lda + j0 : i * lda + j1]
+                for k in range(k1):
+                    t = t1[k, j0:j1]
+                    c = acc[k]
+                    for j in range(width):
+                        c[j] += np.uint8(r0[j] > t[j])
+                i += 1
             for k in range(k1):
-                t = t1[k, j0:j1]
+                o = out1[k, j0:j1]
                 c = acc[k]
                 for j in range(width):
-                    c[j] += np.int32(row[j] > t[j])
+                    o[j] += c[j]
+                    c[j] = 0
             if k2:
-                g = y[i]
-                for k in range(k2):
-                    t = t2[g, k, j0:j1]
-                    c = out2[g, k, j0:j1]
-                    for j in range(width):
-                        c[j] += np.int64(row[j] > t[j])
-        for k in range(k1):
-            for j in range(width):
-                out1[k, j0 + j] += acc[k, j]
+                for i in range(start, stop):
+                    row = a[i * lda + j0 : i * lda + j1]
+                    g = y[i]
+                    for k in range(k2):
+                        t = t2[g, k, j0:j1]
+                        c2 = out2[g, k, j0:j1]
+                        for j in range(width):
+                            c2[j] += np.int64(row[j] > t[j])
 
     return {
         "column_max": column_max,
@@ -193,6 +223,17 @@ _NUMBA = _compile(numba) if numba is not None else None
 
 
 def _threads():
+    """Threads of the CPU kernels: ``SKNAP_NUM_THREADS``, else torch's count.
+
+    On machines of 2 or 3 logical cores one thread is used: there a second
+    thread mostly competes with other work (or a sibling hyperthread) for
+    the same core, and measured slower than one.
+    """
+    value = os.environ.get("SKNAP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    if (os.cpu_count() or 1) < 4:
+        return 1
     return max(1, torch.get_num_threads())
 
 
@@ -206,7 +247,7 @@ def _run_over_columns(kernel, args, rows, n):
     with ThreadPoolExecutor(n_threads) as pool:
         futures = [
             pool.submit(kernel, *args, j0, j1)
-            for j0, j1 in zip(bounds[:-1], bounds[1:])
+            for j0, j1 in zip(bounds[:-1], bounds[1:], strict=True)
             if j1 > j0
         ]
         for future in futures:
@@ -248,21 +289,34 @@ def _torch_chunks(A, per_row=1):
 # -- public entry points ------------------------------------------------------
 
 
-def column_max(A):
-    """Largest value of each column, at least 0, as float64 of shape (n,)."""
+def column_max(A, check_finite=False):
+    """Largest value of each column, at least 0, as float64 of shape (n,).
+
+    With ``check_finite``, raise a ValueError when ``A`` holds NaN or
+    infinity, in the same pass.
+    """
     n = A.shape[1]
     if backend(A.device) == "numba" and A.shape[0] > 0:
-        out = np.zeros(n, dtype=np.float64 if A.dtype == torch.float64 else np.float32)
+        dtype = np.float64 if working_dtype(A.dtype) == torch.float64 else np.float32
+        out = np.zeros(n, dtype=dtype)
+        nan = np.zeros(n, dtype=dtype)
         for flat, rows, lda, _ in _cpu_blocks(A):
-            if out.dtype != flat.dtype:
-                out = out.astype(flat.dtype)
-            _run_over_columns(
-                _NUMBA["column_max"], (flat, rows, lda, out), rows, n
-            )
-        return torch.from_numpy(out.astype(np.float64))
-    if A.shape[0] == 0:
-        return torch.zeros(n, dtype=torch.float64, device=A.device)
-    return A.amax(dim=0).to(torch.float64).clamp_min(0.0)
+            args = (flat, rows, lda, out, nan)
+            _run_over_columns(_NUMBA["column_max"], args, rows, n)
+        finite = not np.isnan(nan).any()
+        maxima = torch.from_numpy(out.astype(np.float64))
+    elif A.shape[0] == 0:
+        finite = True
+        maxima = torch.zeros(n, dtype=torch.float64, device=A.device)
+    else:
+        finite = not check_finite or bool(torch.isfinite(A).all())
+        maxima = A.amax(dim=0).to(torch.float64).clamp_min(0.0)
+    if check_finite and not finite:
+        raise ValueError(
+            "Input X contains NaN or infinity. Remove or impute those values "
+            "before computing the entropy."
+        )
+    return maxima
 
 
 def accumulate_class_stats(A, y, class_max, active):

@@ -9,7 +9,8 @@ The last ``n_classes`` columns are the backbone's softmax output, named
 ``<block>__<unit>``. Downstream steps find the probability block by, in order:
 their ``n_classes`` parameter when it is an int, the input's feature names
 (``proba_`` prefix) when it came as a DataFrame, or the number of classes in
-``y``.
+``y``. In that last case, a block that does not sum to 1 while another number
+of trailing columns does is an error (:func:`check_probability_block`).
 """
 
 import warnings

@@ -10,11 +10,12 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_feature_names_in,
+    assert_all_finite,
     check_is_fitted,
     validate_data,
 )
 
-from . import _histogram, streaming
+from . import _histogram, _stream_fit, streaming
 from ._layout import check_probability_block, layer_of, resolve_n_classes
 from .exceptions import DeadNeuronWarning
 
@@ -65,8 +66,11 @@ def activation_entropy(A, n_bins=10, *, base=2, binning="right", per_neuron=Fals
     est._validate_params()
     if isinstance(A, torch.Tensor):
         A = A.detach().cpu().numpy()
-    A = validate_data(est, A, dtype=[np.float64, np.float32], reset=True)
-    entropies, _, _ = est._entropy(A)
+    # NaN and infinity are looked for in the pass that finds the maxima.
+    A = validate_data(
+        est, A, dtype=[np.float64, np.float32], reset=True, ensure_all_finite=False
+    )
+    entropies, _, _ = est._entropy(A, check_finite=True)
     return entropies if per_neuron else float(entropies.sum())
 
 
@@ -203,11 +207,11 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
                 "for bits or numpy.e for nats."
             )
 
-    def _entropy(self, A, maxima=None):
+    def _entropy(self, A, maxima=None, check_finite=False):
         """(entropies, maxima, edges) of the activation block ``A``."""
         A = _histogram.as_tensor(A)
         if maxima is None:
-            maxima = _histogram.column_max(A)
+            maxima = _histogram.column_max(A, check_finite)
         edges = _histogram.bin_edges(maxima, self.n_bins, self.binning)
         counts = _histogram.histogram_counts(A, edges, self.binning)
         return _histogram.entropy_from_counts(counts, self.base), maxima, edges
@@ -237,19 +241,23 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         if streaming.is_batch_source(X):
-            return streaming.fit_entropy(self, X, y)
+            return _stream_fit.fit_entropy(self, X, y)
+        # The activations are checked for NaN and infinity in the pass that
+        # finds their maxima (_entropy), the probability block here.
+        dtype = [np.float64, np.float32]
         if y is None:
-            X = validate_data(self, X, dtype=[np.float64, np.float32])
+            X = validate_data(self, X, dtype=dtype, ensure_all_finite=False)
         else:
-            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+            X, y = validate_data(self, X, y, dtype=dtype, ensure_all_finite=False)
             check_classification_targets(y)
         n_proba = resolve_n_classes(self, X.shape[1], y)
         self.n_classes_in_ = n_proba
         self.n_neurons_in_ = X.shape[1] - n_proba
         A = X[:, : self.n_neurons_in_]
+        assert_all_finite(X[:, self.n_neurons_in_ :], input_name="X")
         check_probability_block(self, X[:, self.n_neurons_in_ :], X=X)
 
-        entropies, maxima, edges = self._entropy(A)
+        entropies, maxima, edges = self._entropy(A, check_finite=True)
         self._store_entropy(entropies, maxima, edges)
 
         if y is not None and self.per_class:

@@ -362,7 +362,8 @@ def run_sweep(model, data, settings=None, *, progress=True, on_checkpoint=None):
     settings : SweepSettings, default=None
         None uses the defaults (20 checkpoints, one epoch apart).
     progress : bool, default=True
-        Show a progress bar over training epochs and checkpoints.
+        Show a progress bar over training epochs, labelled while a checkpoint
+        is measured.
     on_checkpoint : callable, default=None
         Called as ``on_checkpoint(record)`` after each checkpoint, for
         instance to save partial results.
@@ -396,16 +397,24 @@ def run_sweep(model, data, settings=None, *, progress=True, on_checkpoint=None):
         len(data.y_train)
     )
     result = SweepResult(settings=resolved)
-    bar = tqdm(total=settings.n_checkpoints, desc="checkpoints", disable=not progress)
+    # One bar over epochs; its label says whether it trains or measures.
+    bar = tqdm(
+        total=settings.n_checkpoints * k,
+        desc="training",
+        unit="epoch",
+        disable=not progress,
+    )
     start = time.perf_counter()
 
     def callback(net, epoch):
+        bar.update(1)
         if epoch % k:
             return
+        bar.set_description(f"measuring checkpoint {epoch // k}")
         record, result.blocks = evaluate_checkpoint(net, data, settings)
         record = {"checkpoint": epoch // k, "epoch": epoch, **record}
         result.records.append(record)
-        bar.update(1)
+        bar.set_description("training")
         bar.set_postfix(
             acc=f"{record['train_acc']:.3f}/{record['test_acc']:.3f}",
             aux=f"{record['aux_test_acc']:.3f}",

@@ -135,10 +135,7 @@ class _Hooks:
             out = output.detach()
             reduced = _reduce(out, self.reduce)
             # A view (any offset, e.g. a callable's t[:, 1:]) shares the storage.
-            if (
-                reduced.untyped_storage().data_ptr()
-                == out.untyped_storage().data_ptr()
-            ):
+            if reduced.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
                 reduced = reduced.clone()
             self.outputs[(name, k)] = reduced
             self.order.append((name, k))
@@ -364,7 +361,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             n = X.shape[0]
             starts = range(0, n, self.batch_size)
             return len(starts), (
-                torch.as_tensor(X[s : s + self.batch_size]) for s in starts
+                _as_batch_tensor(X[s : s + self.batch_size]) for s in starts
             )
         try:
             total = len(loader)
@@ -557,13 +554,11 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         # Name blocks by the module's total calls, so that 'relu#1' selected
         # alone keeps its '#1'.
         counts = hooks.calls
-        _check_finite(
-            [
-                (f"{n}{CALL_SEPARATOR}{k}" if counts[n] > 1 else n, hooks.outputs[(n, k)])
-                for n, k in hooks.order
-            ]
-            + [(None, proba)]
-        )
+        blocks = [
+            (f"{n}{CALL_SEPARATOR}{k}" if counts[n] > 1 else n, hooks.outputs[(n, k)])
+            for n, k in hooks.order
+        ]
+        _check_finite([*blocks, (None, proba)])
         self._calls = list(hooks.order)
         self.n_outputs_ = proba.shape[1]
         if self.n_outputs_ < 2:
@@ -743,7 +738,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                         "the batch."
                     )
                 blocks = [hooks.outputs[call] for call in self._calls] + [proba]
-                _check_finite(zip(block_names, blocks))
+                _check_finite(zip(block_names, blocks, strict=True))
                 values = torch.cat([b.float() for b in blocks], dim=1)
             yield values, labels
 
@@ -792,6 +787,14 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         return tags
 
 
+def _as_batch_tensor(part):
+    """A slice of X as a tensor; read-only memory (a memmap) is copied first,
+    which torch would otherwise warn about."""
+    if isinstance(part, np.ndarray) and not part.flags.writeable:
+        part = part.copy()
+    return torch.as_tensor(part)
+
+
 def _n_samples(X):
     """(n_samples, exact): how many samples ``X`` yields; n_samples is None if unknown.
 
@@ -799,7 +802,11 @@ def _n_samples(X):
     DataLoader may drop the last batch or use any sampler).
     """
     if isinstance(X, torch.utils.data.DataLoader):
-        X = X.dataset
+        # Its sampler says how many samples it yields (a subset sampler
+        # fewer than the dataset); with a custom batch_sampler it is unknown.
+        if X.batch_size is None:
+            return None, False
+        X = X.sampler
         exact = False
     else:
         exact = not isinstance(X, torch.utils.data.IterableDataset)

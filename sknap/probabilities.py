@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import streaming
+from . import _stream_fit, streaming
 from ._layout import PROBA_PREFIX, check_probability_block, resolve_n_classes
 from .exceptions import EmptyClassWarning
 
@@ -134,6 +134,9 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         Training samples of each class.
     classes_ : ndarray of shape (n_classes,)
         Class labels; column ``k`` of the probability block is ``classes_[k]``.
+        Sorted, unless ``X`` named its columns ``proba_<class>`` with the
+        labels of ``y`` (``ActivationExtractor(classes=...)`` with pandas
+        output): then in the order of those names.
     n_neurons_in_ : int
         Number of activation columns.
     n_features_in_ : int
@@ -273,7 +276,7 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         if streaming.is_batch_source(X):
-            return streaming.fit_probabilities(self, X, y)
+            return _stream_fit.fit_probabilities(self, X, y)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         n_proba = resolve_n_classes(self, X.shape[1], y)

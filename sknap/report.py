@@ -479,6 +479,7 @@ def plot_figure2(records, path, title=""):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError as err:
         raise ImportError(
             "The Figure-2 plot needs matplotlib: `pip install 'sknap[plot]'`."
@@ -487,6 +488,7 @@ def plot_figure2(records, path, title=""):
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     ax.plot(x, _minmax([r["entropy"] for r in records]), "k-o", ms=3, label="entropy")
     ax.set_xlabel("checkpoint")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("min-max normalized entropy")
     ax.set_ylim(-0.05, 1.05)
     acc = ax.twinx()

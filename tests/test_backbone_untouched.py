@@ -16,8 +16,9 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from torch import nn
 from torch.nn.modules import module as torch_module
 
-from sknap import ActivationExtractor, make_nap_pipeline
-from sknap import _device
+from sknap import ActivationExtractor, _device, make_nap_pipeline
+
+pytestmark = pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
 
 N_FEATURES, N_CLASSES = 5, 3
 
@@ -118,9 +119,9 @@ def _assert_untouched(module, before):
         assert obj.dtype == saved.dtype and obj.device == saved.device, name
         assert torch.equal(_bits(obj.detach().cpu()), _bits(saved)), name
     assert {n: m.training for n, m in module.named_modules()} == before["training"]
-    assert {
-        n: p.requires_grad for n, p in module.named_parameters()
-    } == before["requires_grad"]
+    assert {n: p.requires_grad for n, p in module.named_parameters()} == before[
+        "requires_grad"
+    ]
     assert all(p.grad is None for p in module.parameters())
     assert _hook_counts(module) == before["hooks"]
 

@@ -24,9 +24,9 @@ from sknap import (
     AuxiliaryClassifier,
     DeadNeuronWarning,
     EmptyClassWarning,
+    _device,
     make_nap_pipeline,
 )
-from sknap import _device
 from sknap.toy import make_mlp
 
 N_FEATURES, N_CLASSES = 4, 3
@@ -83,6 +83,15 @@ def test_nan_or_inf_in_X(net, data, bad, kind, at):
         extractor.fit(data[0])
     with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
         extractor.fit_transform(X) if at == "fit" else extractor.transform(X)
+
+
+def test_both_infinities_in_X(net, data):
+    # Row 1a: scikit-learn's check sums X first, which warns, then raises.
+    X = data[0].copy()
+    X[0, :2] = [np.inf, -np.inf]
+    with pytest.warns(RuntimeWarning, match="invalid value encountered"):
+        with pytest.raises(ValueError, match="Input X contains infinity"):
+            ActivationExtractor(net).fit(X)
 
 
 def test_X_beyond_the_range_of_the_backbone_dtype(net, data):
@@ -436,7 +445,9 @@ def test_backbone_with_a_single_output(data):
 
 
 def test_classes_parameter_of_the_wrong_length(net, data):
-    with pytest.raises(ValueError, match="'classes' has 2 labels but the backbone has 3"):
+    with pytest.raises(
+        ValueError, match="'classes' has 2 labels but the backbone has 3"
+    ):
         ActivationExtractor(net, classes=["a", "b"]).fit(data[0])
 
 
@@ -447,6 +458,14 @@ def test_backbone_returning_scores_of_the_wrong_shape(data):
 
     with pytest.raises(ValueError, match=r"class scores of shape \(n_samples, n_cl"):
         ActivationExtractor(Flat(), layers=[]).fit(data[0])
+
+
+def test_layout_unknown_without_y_or_names(Z):
+    # Row 11b.
+    with pytest.raises(ValueError, match="cannot tell how many of the last col"):
+        ActivationEntropy().fit(Z)
+    with pytest.raises(ValueError, match="which leaves no activation"):
+        ActivationEntropy(n_classes=9).fit(Z)
 
 
 # --- Row 12: dead neurons ------------------------------------------------------
@@ -556,6 +575,21 @@ def test_grid_with_a_bad_candidate_names_the_parameter(net, data):
         grid.fit(*data)
 
 
+def test_too_few_samples_for_cross_fitting(Z, data):
+    # Row 14c.
+    features = ActivationProbabilityFeatures(cv=2)
+    with pytest.raises(ValueError, match="greater than the number of members"):
+        features.fit_transform(Z[:3], [0, 1, 2])
+    with pytest.raises(ValueError, match="Cannot have number of splits"):
+        features.set_params(cv=40).fit_transform(Z, data[1])
+    # A class with fewer members than folds only warns (scikit-learn).
+    y = data[1].copy()
+    y[y == 2] = 1
+    y[0] = 2
+    with pytest.warns(UserWarning, match="The least populated class in y has"):
+        features.set_params(cv=2, n_classes=3).fit_transform(Z, y)
+
+
 # --- Row 15: input dtypes ------------------------------------------------------
 
 
@@ -594,7 +628,9 @@ def test_backbone_dtypes(data, dtype):
     Z = ActivationExtractor(net.to(dtype)).fit_transform(data[0])
     assert Z.dtype == np.float32
     # float16 keeps about 3 decimal digits.
-    assert_allclose(Z, reference, rtol=1e-2 if dtype == torch.float16 else 1e-6, atol=1e-3)
+    assert_allclose(
+        Z, reference, rtol=1e-2 if dtype == torch.float16 else 1e-6, atol=1e-3
+    )
 
 
 @pytest.mark.parametrize(
@@ -625,7 +661,9 @@ def test_memory_guard_before_allocating(net, data, monkeypatch):
     monkeypatch.setattr(_device, "available_memory", lambda: 1000)
     try:
         # 30 samples x (6 + 3) columns x 4 bytes = 1080 bytes > 1000.
-        with pytest.raises(ActivationMemoryError, match="30 samples x 9 col.*needs 1.1 KiB.*1000 bytes"):
+        with pytest.raises(
+            ActivationMemoryError, match="30 samples x 9 col.*needs 1.1 KiB.*1000 bytes"
+        ):
             extractor.transform(data[0])
         with pytest.raises(MemoryError, match="streaming"):
             extractor.transform(TensorDataset(torch.from_numpy(data[0])))
@@ -643,6 +681,19 @@ def test_memory_guard_passes_when_it_fits(net, data, monkeypatch):
     # Unknown memory: no guard.
     monkeypatch.setattr(_device, "available_memory", lambda: None)
     assert extractor.transform(data[0]).shape == (30, 9)
+
+
+def test_memory_guard_counts_what_a_dataloader_yields(net, data, monkeypatch):
+    # A sampler over 5 of the 30 samples needs 5 x 9 x 4 = 180 bytes, not
+    # the whole dataset's 1080.
+    extractor = ActivationExtractor(net).fit(data[0])
+    sampler = torch.utils.data.SubsetRandomSampler(range(5))
+    loader = DataLoader(TensorDataset(torch.from_numpy(data[0])), sampler=sampler)
+    monkeypatch.setattr(_device, "available_memory", lambda: 180)
+    assert extractor.transform(loader).shape == (5, 9)
+    monkeypatch.setattr(_device, "available_memory", lambda: 179)
+    with pytest.raises(ActivationMemoryError, match="5 samples x 9 columns"):
+        extractor.transform(loader)
 
 
 def test_available_memory_is_a_positive_number_or_none():
@@ -665,8 +716,9 @@ def test_unknown_length_fills_as_it_goes(net, data, monkeypatch):
 
 def test_dataloader_that_drops_the_last_batch(net, data):
     extractor = ActivationExtractor(net).fit(data[0])
-    loader = DataLoader(TensorDataset(torch.from_numpy(data[0])), batch_size=8,
-                        drop_last=True)
+    loader = DataLoader(
+        TensorDataset(torch.from_numpy(data[0])), batch_size=8, drop_last=True
+    )
     Z = extractor.transform(loader)
     assert Z.shape == (24, 9)
     assert_allclose(Z, extractor.transform(data[0][:24]), rtol=1e-6, atol=1e-7)

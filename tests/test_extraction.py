@@ -21,6 +21,17 @@ needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device"
 )
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Tiny nets run fastest on one intra-op thread, and on a shared machine
+    # extra OpenMP threads spin against other processes (10x slower seen).
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n_threads)
+
+
 RESNET_WIDTHS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
 RESNET_RELU_BLOCKS = ["relu"] + [
     f"layer{i}.{j}.relu#{k}" for i in range(1, 5) for j in range(2) for k in range(2)
@@ -233,6 +244,30 @@ def test_resnet_channel_reductions_match_flatten(resnet, images, resnet_flat, re
         assert_allclose(
             Zc[:, per_channel.layer_slices_[block]], expected, rtol=1e-5, atol=1e-6
         )
+
+
+def test_resnet_callable_reduce(resnet, images, resnet_flat):
+    def first_three_maxima(t):
+        return t.amax(dim=(2, 3))[:, :3]
+
+    extractor = ActivationExtractor(resnet, reduce=first_three_maxima).fit(images)
+    Z = extractor.transform(images)
+    assert extractor.n_neurons_ == 3 * len(RESNET_RELU_BLOCKS)
+    assert Z.shape == (2, extractor.n_neurons_ + 10)
+    assert extractor.get_feature_names_out()[:4].tolist() == [
+        "relu__0",
+        "relu__1",
+        "relu__2",
+        "layer1.0.relu#0__0",
+    ]
+    flat, Zf = resnet_flat
+    C, H, W = flat.layer_shapes_["layer2.1.relu#0"]
+    maps = Zf[:, flat.layer_slices_["layer2.1.relu#0"]].reshape(2, C, H * W)
+    assert_allclose(
+        Z[:, extractor.layer_slices_["layer2.1.relu#0"]],
+        maps[:, :3].max(axis=2),
+        rtol=1e-6,
+    )
 
 
 def test_resnet_select_one_call_of_a_reused_relu(resnet, images, resnet_default):

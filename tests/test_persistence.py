@@ -48,9 +48,7 @@ def net():
 
 @pytest.fixture
 def pipe(net, data):
-    return make_nap_pipeline(net, n_neurons=0.5, max_iter=3, random_state=0).fit(
-        *data
-    )
+    return make_nap_pipeline(net, n_neurons=0.5, max_iter=3, random_state=0).fit(*data)
 
 
 def _assert_same_predictions(loaded, pipe, X):
@@ -109,9 +107,10 @@ def test_pickle_round_trip(pipe, data):
     loaded = pickle.loads(pickle.dumps(pipe))
     _assert_same_predictions(loaded, pipe, data[0])
     # The loaded pipeline holds its own backbone.
-    assert loaded.named_steps["extractor"].backbone is not pipe.named_steps[
-        "extractor"
-    ].backbone
+    assert (
+        loaded.named_steps["extractor"].backbone
+        is not pipe.named_steps["extractor"].backbone
+    )
 
 
 @pytest.mark.parametrize("compress", [0, 3])

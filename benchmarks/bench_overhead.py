@@ -1,0 +1,144 @@
+"""Cost of the statistics on top of the forward pass that cannot be avoided.
+
+    python benchmarks/bench_overhead.py [--device auto] [--models fcnn resnet18]
+
+For each backbone, over the same batches, side by side (fastest of several
+rounds):
+
+* bare: ``backbone(batch)`` under ``no_grad`` in eval mode, nothing else;
+* extraction: the extractor's forward pass with its hooks, the rows of
+  ``transform`` left on the device;
+* pass 1: extraction plus the first-pass statistics (per-class maxima and
+  the active counts of ``P``);
+* pass 2: extraction plus the histograms, over all samples and per class;
+* fused: :func:`sknap.fused_transform`, ``[Y_proposed, Y_predicted]`` of a
+  fitted pipeline, computed on the device.
+
+Backbones: the paper's FCNN (784-512-512-10) on Fashion-MNIST (random
+inputs if the data set is absent), and torchvision's ResNet-18 on 32x32
+inputs. Weights are seeded random: the cost does not depend on training.
+Target: pass 1 and pass 2 at most 1.15x the bare forward pass.
+"""
+
+import argparse
+import warnings
+
+import numpy as np
+import torch
+from _common import fashion_mnist, fcnn, machine, side_by_side, sync
+
+from sknap import (
+    ActivationEntropy,
+    ActivationExtractor,
+    ActivationProbabilityFeatures,
+    NeuronStatistics,
+    fused_transform,
+)
+from sknap._device import resolve_device
+
+
+def resnet18():
+    from torchvision.models import resnet18 as build
+
+    torch.manual_seed(0)
+    return build(num_classes=10).eval()
+
+
+def workloads(names, device):
+    rng = np.random.default_rng(0)
+    for name in names:
+        if name == "fcnn":
+            data = fashion_mnist(None if device.type == "cuda" else 20000)
+            if data is None:
+                X = rng.random((20000, 784), dtype=np.float32)
+                y = rng.integers(0, 10, size=len(X))
+                what = "FCNN 784-512-512-10, 20,000 random inputs"
+            else:
+                X, y = data
+                what = f"FCNN 784-512-512-10, {len(X):,} Fashion-MNIST images"
+            yield what, fcnn(), X, y, 256
+        elif name == "resnet18":
+            n = 10000 if device.type == "cuda" else 1024
+            X = rng.normal(size=(n, 3, 32, 32)).astype(np.float32)
+            y = rng.integers(0, 10, size=n)
+            yield f"ResNet-18, {n:,} inputs of 3x32x32", resnet18(), X, y, 128
+
+
+def run(what, model, X, y, batch_size, device, rounds):
+    model = model.to(device)
+    extractor = ActivationExtractor(model, batch_size=batch_size, device=device)
+    extractor.fit(X)
+    n = X.shape[0]
+    starts = range(0, n, batch_size)
+
+    def bare():
+        with torch.no_grad():
+            for s in starts:
+                model(torch.as_tensor(X[s : s + batch_size]).to(device))
+        sync(device)
+
+    def extraction():
+        for _ in extractor.batches(X, y):
+            pass
+        sync(device)
+
+    first = NeuronStatistics().update_from(extractor.batches(X, y))
+
+    def pass1():
+        NeuronStatistics().update_from(extractor.batches(X, y))
+        sync(device)
+
+    def pass2():
+        first.begin_histograms(10).update_from(extractor.batches(X, y))
+        sync(device)
+
+    entropy = ActivationEntropy(n_neurons=0.5).fit(
+        first.begin_histograms(10).update_from(extractor.batches(X, y))
+    )
+    probabilities = ActivationProbabilityFeatures().fit(
+        entropy.transform(extractor.transform(X[:2000])), y[:2000]
+    )
+    pipeline = [extractor, entropy, probabilities]
+
+    def fused():
+        fused_transform(pipeline, X)
+        sync(device)
+
+    times = side_by_side(
+        {
+            "bare": bare,
+            "extraction": extraction,
+            "pass 1 (max, P counts)": pass1,
+            "pass 2 (histograms)": pass2,
+            "fused features": fused,
+        },
+        rounds=rounds,
+    )
+    print(f"\n{what}; {extractor.n_neurons_:,} neurons, batches of {batch_size}")
+    for name, t in times.items():
+        print(
+            f"  {name:<24} {t:8.3f} s  {t / times['bare']:5.2f}x bare"
+            f"  ({n / t:9.0f} samples/s)"
+        )
+    two = (times["pass 1 (max, P counts)"] + times["pass 2 (histograms)"]) / (
+        2 * times["bare"]
+    )
+    print(f"  two-pass exact fit / two bare passes: {two:.3f}x  (target <= 1.15)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--models", nargs="+", default=["fcnn", "resnet18"])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    print(machine())
+    print(f"device: {device}")
+    warnings.simplefilter("ignore")  # dead neurons of random weights
+    for what, model, X, y, batch_size in workloads(args.models, device):
+        run(what, model, X, y, batch_size, device, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

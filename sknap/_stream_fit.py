@@ -1,0 +1,153 @@
+"""Fitting the estimators from streamed batches or merged statistics.
+
+:meth:`ActivationEntropy.fit` and :meth:`ActivationProbabilityFeatures.fit`
+hand an iterable of batches, or :class:`~sknap.streaming.NeuronStatistics`,
+to the functions here, which set the same fitted attributes as the in-memory
+fit from the counts alone.
+"""
+
+import warnings
+
+import numpy as np
+
+from . import _histogram
+from ._layout import PROBA_PREFIX, resolve_n_classes
+from .exceptions import EmptyClassWarning
+from .streaming import NeuronStatistics, _check_reiterable
+
+__all__ = ["fit_entropy", "fit_probabilities", "probability_from_counts"]
+
+
+def _layout(estimator, stats):
+    """(n_neurons, n_proba): activation and probability columns of ``stats``."""
+    n_columns = stats.n_neurons_
+    n_classes = estimator.n_classes
+    names = stats.feature_names
+    if not isinstance(n_classes, int | np.integer) and names is not None:
+        trailing = 0
+        for name in names[::-1]:
+            if not str(name).startswith(PROBA_PREFIX):
+                break
+            trailing += 1
+        if trailing:
+            return n_columns - trailing, trailing
+    n_proba = resolve_n_classes(estimator, n_columns, stats.classes_)
+    return n_columns - n_proba, n_proba
+
+
+def _reset(estimator, stats):
+    """Forget the column names of an earlier fit; set ``n_features_in_``."""
+    if hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+    estimator.n_features_in_ = stats.n_neurons_
+
+
+def _statistics(estimator, X, y, second_pass):
+    if y is not None:
+        raise ValueError(
+            f"{type(estimator).__name__}.fit got an iterable of batches and y; the "
+            "labels must come with the batches: yield (activations, labels) pairs "
+            "(ActivationExtractor.batches(X, y) does)."
+        )
+    if isinstance(X, NeuronStatistics):
+        stats = X
+    elif second_pass:
+        name = f"{type(estimator).__name__}.fit"
+        _check_reiterable(X, name)
+        stats = NeuronStatistics().update_from(X)
+        if stats.class_max_ is not None:
+            stats = stats.begin_histograms(
+                estimator.n_bins,
+                binning=estimator.binning,
+                per_class=estimator.per_class,
+            ).update_from(X)
+    else:
+        stats = NeuronStatistics().update_from(X)
+    if stats.class_max_ is None:
+        raise ValueError(
+            f"{type(estimator).__name__}.fit got no batch: there is nothing to fit."
+        )
+    return stats
+
+
+def fit_entropy(estimator, X, y=None):
+    """Fit an :class:`~sknap.ActivationEntropy` from statistics or batches."""
+    stats = _statistics(estimator, X, y, second_pass=True)
+    if not stats.second_pass:
+        raise ValueError(
+            "ActivationEntropy needs second-pass statistics (histograms): call "
+            "begin_histograms(n_bins) on the first-pass statistics and update the "
+            "result with the batches again, or use compute_statistics."
+        )
+    if stats.n_bins != estimator.n_bins or stats.binning != estimator.binning:
+        raise ValueError(
+            f"The statistics were counted with n_bins={stats.n_bins}, "
+            f"binning={stats.binning!r}, but the estimator has "
+            f"n_bins={estimator.n_bins}, binning={estimator.binning!r}. Use the "
+            "same values in begin_histograms and in ActivationEntropy."
+        )
+    n, n_proba = _layout(estimator, stats)
+    _reset(estimator, stats)
+    estimator.n_classes_in_ = n_proba
+    estimator.n_neurons_in_ = n
+    counts = stats.hist_[:n].cpu()
+    maxima = stats.max_[:n].cpu()
+    edges = stats.bin_edges_[:n].cpu()
+    entropies = _histogram.entropy_from_counts(counts, estimator.base)
+    estimator._store_entropy(entropies, maxima, edges, stacklevel=4)
+    if stats.per_class and estimator.per_class:
+        estimator.classes_ = stats.classes_
+        estimator.class_neuron_entropy_ = np.stack(
+            [
+                _histogram.entropy_from_counts(c[:n].cpu(), estimator.base)
+                for c in stats.class_hist_
+            ]
+        )
+        estimator.class_entropy_ = estimator.class_neuron_entropy_.sum(axis=1)
+    estimator.selected_neurons_ = estimator._select()
+    return estimator
+
+
+def probability_from_counts(active, class_count, alpha=0.0):
+    """``P = (active + alpha) / (n_c + 2 alpha)``, 0 where that divides by 0.
+
+    The same arithmetic as :func:`~sknap.activation_probability`, from counts.
+    """
+    active = np.asarray(active, dtype=np.float64)
+    denominator = np.asarray(class_count, dtype=np.float64)[:, None] + 2.0 * alpha
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (active + alpha) / denominator, 0.0)
+
+
+def fit_probabilities(estimator, X, y=None):
+    """Fit an :class:`~sknap.ActivationProbabilityFeatures` from statistics or
+    batches (one pass)."""
+    stats = _statistics(estimator, X, y, second_pass=False)
+    if not stats._labelled:
+        raise ValueError(
+            "ActivationProbabilityFeatures needs class labels: yield "
+            "(activations, labels) pairs, e.g. ActivationExtractor.batches(X, y)."
+        )
+    n, n_proba = _layout(estimator, stats)
+    _reset(estimator, stats)
+    estimator.n_neurons_in_ = n
+    classes, rows = estimator._encode(stats.classes_)
+    class_count = np.zeros(len(classes), dtype=np.int64)
+    active = np.zeros((len(classes), n), dtype=np.int64)
+    class_count[rows] = stats.class_count_.cpu().numpy()
+    active[rows] = stats.active_count_[:, :n].cpu().numpy()
+    estimator.classes_ = classes
+    estimator.class_count_ = class_count
+    if (class_count == 0).any():
+        missing = classes[class_count == 0].tolist()
+        warnings.warn(
+            f"Classes {missing} have no training sample, so their activation "
+            "probabilities are 0 (or alpha-smoothed) and Y_proposed never "
+            "favours them. Set alpha > 0 or add samples of those classes.",
+            EmptyClassWarning,
+            stacklevel=4,
+        )
+    estimator.activation_probability_ = probability_from_counts(
+        active, class_count, estimator.alpha
+    )
+    return estimator

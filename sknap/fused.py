@@ -1,0 +1,149 @@
+"""Auxiliary features in the forward pass, without the activation matrix.
+
+Scoring a fitted pipeline step by step builds the (n_samples x n_neurons)
+activation matrix on the host before :class:`ActivationEntropy` keeps some
+columns and :class:`ActivationProbabilityFeatures` reduces them to
+``2 * n_classes`` numbers per sample. :func:`fused_transform` does those
+steps on the backbone's device right after each forward pass, so only the
+``[Y_proposed, Y_predicted]`` rows leave it.
+"""
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["fused_transform"]
+
+
+def _steps(pipeline):
+    """(extractor, entropy or None, probabilities) of a fitted pipeline."""
+    from .entropy import ActivationEntropy
+    from .extraction import ActivationExtractor
+    from .probabilities import ActivationProbabilityFeatures
+
+    if hasattr(pipeline, "steps"):
+        steps = [est for _, est in pipeline.steps]
+    else:
+        steps = list(pipeline)
+    steps = [est for est in steps if est not in (None, "passthrough")]
+    kinds = (ActivationExtractor, ActivationEntropy, ActivationProbabilityFeatures)
+    chain = []
+    for est in steps:
+        if not isinstance(est, kinds):
+            break
+        chain.append(est)
+    rest = steps[len(chain) :]
+    names = [type(est).__name__ for est in chain]
+    ok = (
+        names in (["ActivationExtractor", "ActivationProbabilityFeatures"],)
+        or names
+        == ["ActivationExtractor", "ActivationEntropy", "ActivationProbabilityFeatures"]
+    ) and len(rest) <= 1
+    if not ok:
+        raise ValueError(
+            "fused_transform needs a pipeline of ActivationExtractor, an optional "
+            "ActivationEntropy and ActivationProbabilityFeatures, optionally "
+            "followed by one final estimator (as make_nap_pipeline builds). Got "
+            f"steps {[type(est).__name__ for est in steps]}."
+        )
+    for est in chain:
+        check_is_fitted(est)
+    extractor, probabilities = chain[0], chain[-1]
+    entropy = chain[1] if len(chain) == 3 else None
+    return extractor, entropy, probabilities
+
+
+def _columns(extractor, entropy, probabilities):
+    """Columns of the extractor's rows that the probability step reads."""
+    n_columns = extractor.n_neurons_ + extractor.n_outputs_
+    columns = np.arange(n_columns)
+    if entropy is not None:
+        if entropy.n_features_in_ != n_columns:
+            raise ValueError(
+                f"The ActivationEntropy step was fitted on {entropy.n_features_in_} "
+                f"columns but the extractor makes {n_columns}; refit the pipeline."
+            )
+        columns = entropy._output_columns()
+    if probabilities.n_features_in_ != len(columns):
+        raise ValueError(
+            "The ActivationProbabilityFeatures step was fitted on "
+            f"{probabilities.n_features_in_} columns but receives {len(columns)}; "
+            "refit the pipeline."
+        )
+    return columns
+
+
+def fused_transform(pipeline, X):
+    """``[Y_proposed, Y_predicted]`` of ``X``, computed on the backbone's device.
+
+    The same numbers as ``pipeline[:-1].transform(X)`` (to float rounding),
+    but the activations of each batch stay on the device: the matrix of
+    shape (n_samples, n_neurons) is never built, and only ``2 * n_classes``
+    values per sample come back.
+
+    Parameters
+    ----------
+    pipeline : Pipeline or list of estimators
+        Fitted :class:`ActivationExtractor`, optional
+        :class:`ActivationEntropy`, :class:`ActivationProbabilityFeatures`,
+        then at most one final estimator, which is not run (as
+        :func:`make_nap_pipeline` builds).
+    X : array-like, Tensor, Dataset or DataLoader
+        Inputs of the backbone.
+
+    Returns
+    -------
+    features : ndarray of shape (n_samples, 2 * n_classes), dtype=float32
+        ``Y_proposed`` then ``Y_predicted``; pass them to the final
+        estimator, e.g. ``pipeline[-1].predict(features)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknap import make_nap_pipeline
+    >>> from sknap.fused import fused_transform
+    >>> from sknap.toy import digits_mlp
+    >>> model, X_train, X_test, y_train, y_test = digits_mlp(epochs=5)
+    >>> pipe = make_nap_pipeline(model, max_iter=2, device="cpu", random_state=0)
+    >>> pipe = pipe.fit(X_train, y_train)
+    >>> features = fused_transform(pipe, X_test)
+    >>> np.allclose(features, pipe[:-1].transform(X_test), atol=1e-6)
+    True
+    >>> pipe[-1].predict(features).shape
+    (899,)
+    """
+    extractor, entropy, probabilities = _steps(pipeline)
+    columns = _columns(extractor, entropy, probabilities)
+    X = extractor._check_input(X, reset=False)
+    n_neurons = probabilities.n_neurons_in_
+    n_classes = len(probabilities.classes_)
+    P = None
+    index = None
+    out = []
+    for Z, _ in extractor._iter_blocks(X):
+        if P is None:
+            P = torch.as_tensor(
+                probabilities.activation_probability_, dtype=torch.float64
+            ).to(Z.device)
+            index = torch.as_tensor(columns, device=Z.device)
+        Z = Z.index_select(1, index)
+        A = Z[:, :n_neurons]
+        if n_neurons == Z.shape[1]:
+            proba = torch.full(
+                (Z.shape[0], n_classes), 1.0 / n_classes, dtype=Z.dtype, device=Z.device
+            )
+        else:
+            proba = Z[:, n_neurons:]
+        out.append(_features(A, proba, P).cpu().numpy())
+    return np.concatenate(out, axis=0)
+
+
+def _features(A, proba, P):
+    """:func:`~sknap.proposed_proba` and the probabilities, in torch."""
+    predicted = proba.to(torch.float64)
+    q = (A > 0).to(torch.float64) @ P.T
+    raw = q * predicted
+    total = raw.sum(dim=1, keepdim=True)
+    ok = total > 0
+    proposed = torch.where(ok, raw / torch.where(ok, total, 1.0), predicted)
+    return torch.cat([proposed, predicted], dim=1).to(proba.dtype)

@@ -1,0 +1,155 @@
+"""Activation reuse: the cache keyed on weights, layers, reduction and data."""
+
+import numpy as np
+import pytest
+import torch
+from joblib import parallel_backend
+from numpy.testing import assert_array_equal
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+from sknap import ActivationExtractor, make_nap_pipeline
+from sknap._cache import clear_memory_cache, fingerprint_module
+from sknap.toy import make_mlp
+
+pytestmark = pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache_one_thread():
+    # The models are tiny: one torch thread is faster, above all on a busy
+    # machine, where a second OpenMP thread waits for a core at every op.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    clear_memory_cache()
+    yield
+    clear_memory_cache()
+    torch.set_num_threads(threads)
+
+
+class Counter:
+    """Counts the forward passes of a module (one per batch)."""
+
+    def __init__(self, module):
+        self.calls = 0
+        module.register_forward_pre_hook(self)
+
+    def __call__(self, module, inputs):
+        self.calls += 1
+
+
+@pytest.fixture
+def data(rng):
+    X = rng.normal(size=(200, 12)).astype(np.float32)
+    y = rng.integers(0, 3, size=200)
+    return X, y
+
+
+def _search(model, X, y, n_candidates, cache, n_jobs=None):
+    pipe = make_nap_pipeline(
+        model, n_neurons=0.5, max_iter=1, device="cpu", random_state=0
+    )
+    pipe.set_params(extractor__cache=cache, extractor__batch_size=64)
+    grid = {"entropy__n_bins": [2, 4, 8, 16][:n_candidates]}
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    return GridSearchCV(pipe, grid, cv=cv, n_jobs=n_jobs).fit(X, y)
+
+
+def test_grid_search_forward_passes_do_not_grow_with_candidates(data):
+    X, y = data
+    model = make_mlp(12, 3, hidden=(16, 8), random_state=0)
+    counter = Counter(model)
+    calls = []
+    for n_candidates in (1, 4):
+        clear_memory_cache()
+        counter.calls = 0
+        _search(model, X, y, n_candidates, cache="memory")
+        calls.append(counter.calls)
+    assert calls[0] == calls[1]
+    # Without the cache every candidate runs the backbone again.
+    counter.calls = 0
+    _search(model, X, y, 4, cache=None)
+    assert counter.calls > 3 * calls[1]
+
+
+def test_cached_search_gives_the_same_scores(data, tmp_path):
+    X, y = data
+    model = make_mlp(12, 3, hidden=(16, 8), random_state=0)
+    plain = _search(model, X, y, 4, cache=None)
+    in_memory = _search(model, X, y, 4, cache="memory")
+    on_disk = _search(model, X, y, 4, cache=tmp_path / "cache")
+    for search in (in_memory, on_disk):
+        assert_array_equal(
+            search.cv_results_["mean_test_score"], plain.cv_results_["mean_test_score"]
+        )
+    # One transform per fold (train and test) plus the refit, and fit layouts.
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 5 * 2 + 1
+    assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_grid_search_in_parallel_with_a_disk_cache(data, tmp_path, backend):
+    X, y = data
+    model = make_mlp(12, 3, hidden=(16, 8), random_state=0)
+    plain = _search(model, X, y, 2, cache=None)
+    with parallel_backend(backend, n_jobs=2):
+        parallel = _search(model, X, y, 2, cache=tmp_path, n_jobs=2)
+    assert_array_equal(
+        parallel.cv_results_["mean_test_score"], plain.cv_results_["mean_test_score"]
+    )
+    assert parallel.best_params_ == plain.best_params_
+
+
+def test_cache_key_follows_weights_layers_and_data(data):
+    X, _ = data
+    model = make_mlp(12, 3, hidden=(16, 8), random_state=0)
+    counter = Counter(model)
+    extractor = ActivationExtractor(model, device="cpu", cache="memory").fit(X)
+    first = extractor.transform(X)
+    counter.calls = 0
+    again = extractor.transform(X)
+    assert counter.calls == 0
+    assert_array_equal(again, first)
+    again[:] = 0  # a copy: the cache is not changed through it
+    assert_array_equal(extractor.transform(X), first)
+    # Other data, other layers, changed weights (even through .data): recomputed.
+    extractor.transform(X[:50])
+    assert counter.calls == 1
+    other = ActivationExtractor(model, layers="relu1", device="cpu", cache="memory")
+    other.fit(X).transform(X)
+    assert counter.calls == 3  # the fit's probe and one batch
+    with torch.no_grad():
+        model.fc1.weight.data[0, 0] += 1.0
+    counter.calls = 0
+    changed = extractor.transform(X)
+    assert counter.calls == 1
+    assert not np.array_equal(changed, first)
+
+
+def test_fingerprint_is_stable_across_copies():
+    import copy
+    import pickle
+
+    model = make_mlp(4, 3, hidden=(5,), random_state=0)
+    digest = fingerprint_module(model)
+    assert fingerprint_module(copy.deepcopy(model)) == digest
+    assert fingerprint_module(pickle.loads(pickle.dumps(model))) == digest
+    assert fingerprint_module(make_mlp(4, 3, hidden=(5,), random_state=1)) != digest
+
+
+def test_datasets_are_not_cached(data, tmp_path):
+    X, _ = data
+    model = make_mlp(12, 3, hidden=(16, 8), random_state=0)
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(X))
+    extractor = ActivationExtractor(model, device="cpu", cache=tmp_path).fit(dataset)
+    assert_array_equal(extractor.transform(dataset), extractor.transform(X))
+    assert len(list(tmp_path.glob("*.npy"))) == 1  # the array only
+
+
+def test_a_damaged_file_is_a_miss(data, tmp_path):
+    X, _ = data
+    model = make_mlp(12, 3, hidden=(16, 8), random_state=0)
+    extractor = ActivationExtractor(model, device="cpu", cache=tmp_path).fit(X)
+    first = extractor.transform(X)
+    (path,) = tmp_path.glob("*.npy")
+    path.write_bytes(path.read_bytes()[:100])
+    assert_array_equal(extractor.transform(X), first)

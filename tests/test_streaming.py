@@ -1,0 +1,397 @@
+"""Exact streaming statistics: kernels, NeuronStatistics, streamed fits, fused path."""
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+
+from sknap import (
+    ActivationEntropy,
+    ActivationExtractor,
+    ActivationProbabilityFeatures,
+    NeuronStatistics,
+    _histogram,
+    _kernels,
+    compute_statistics,
+    fused_transform,
+    make_nap_pipeline,
+)
+from sknap.toy import make_mlp
+
+BACKENDS = ["numba", "torch"] if _kernels._NUMBA is not None else ["torch"]
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    """Run a test with the numba kernels and again with the torch code."""
+    monkeypatch.setenv("SKNAP_DISABLE_NUMBA", "1" if request.param == "torch" else "")
+    return request.param
+
+
+def _reference_counts(A, edges, binning):
+    """Bin counts by direct float64 comparison, one neuron at a time."""
+    n_bins = edges.shape[1] - 1
+    out = np.zeros((A.shape[1], n_bins), dtype=np.int64)
+    for j in range(A.shape[1]):
+        v = A[:, j].astype(np.float64)
+        v = v[v > 0]
+        e = edges[j]
+        for k in range(n_bins):
+            if binning == "reference":
+                out[j, k] = np.sum((v > e[k]) & (v < e[k + 1]))
+            elif k == n_bins - 1:
+                out[j, k] = np.sum(v > e[k])
+            else:
+                out[j, k] = np.sum((v > e[k]) & (v <= e[k + 1]))
+    return out
+
+
+def _tricky_matrix(rng, dtype, n_bins, binning, n=400, m=33):
+    """Random activations with rows exactly on every edge and one ulp around."""
+    A = rng.normal(size=(n, m)).astype(dtype)
+    A[A < -0.3] = 0
+    A[:, 3] = 0  # a dead neuron
+    maxima = _histogram.column_max(A)
+    edges = _histogram.bin_edges(maxima, n_bins, binning).numpy()
+    on = edges.T.astype(dtype)
+    A[: n_bins + 1] = on
+    A[n_bins + 1 : 2 * n_bins + 2] = np.nextafter(on, dtype(np.inf))
+    A[2 * n_bins + 2 : 3 * n_bins + 3] = np.nextafter(on, dtype(-np.inf))
+    A[:, 3] = 0
+    return A
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_bins", [2, 3, 10, 17])
+@pytest.mark.parametrize("binning", ["right", "reference"])
+def test_histogram_counts_match_direct_comparison(backend, rng, dtype, n_bins, binning):
+    A = _tricky_matrix(rng, dtype, n_bins, binning)
+    maxima = _histogram.column_max(A)
+    edges = _histogram.bin_edges(maxima, n_bins, binning)
+    counts = _histogram.histogram_counts(A, edges, binning).numpy()
+    assert_array_equal(counts, _reference_counts(A, edges.numpy(), binning))
+    # New data above the fitted maxima, and a neuron dead at fit.
+    B = rng.uniform(0, 3, size=(50, A.shape[1])).astype(dtype) * (maxima.numpy() + 1)
+    counts = _histogram.histogram_counts(B, edges, binning).numpy()
+    assert_array_equal(counts, _reference_counts(B, edges.numpy(), binning))
+
+
+def test_kernels_read_column_slices_and_half_precision(backend, rng):
+    X = np.maximum(rng.normal(size=(300, 20)), 0).astype(np.float32)
+    edges = _histogram.bin_edges(_histogram.column_max(X[:, :12]), 5)
+    expected = _reference_counts(X[:, :12], edges.numpy(), "right")
+    view = torch.from_numpy(X)[:, :12]  # rows 20 apart, not contiguous
+    assert_array_equal(_kernels.histogram_counts(view, edges).numpy(), expected)
+    half = torch.from_numpy(X[:, :12]).to(torch.bfloat16)
+    exact = half.to(torch.float32).numpy()
+    edges = _histogram.bin_edges(_histogram.column_max(exact), 5)
+    assert_array_equal(
+        _kernels.histogram_counts(half, edges).numpy(),
+        _reference_counts(exact, edges.numpy(), "right"),
+    )
+    assert_array_equal(_kernels.column_max(half), _histogram.column_max(exact))
+
+
+def test_class_stats_kernel(backend, rng):
+    A = rng.normal(size=(500, 40)).astype(np.float32)
+    y = rng.integers(0, 4, size=500)
+    cmax = torch.zeros((4, 40), dtype=torch.float64)
+    active = torch.zeros((4, 40), dtype=torch.int64)
+    _kernels.accumulate_class_stats(
+        torch.from_numpy(A), torch.from_numpy(y), cmax, active
+    )
+    for c in range(4):
+        assert_array_equal(cmax[c], np.maximum(A[y == c].max(axis=0), 0))
+        assert_array_equal(active[c], (A[y == c] > 0).sum(axis=0))
+
+
+def test_large_matrix_uses_threads_and_stays_exact(rng, monkeypatch):
+    monkeypatch.setenv("SKNAP_NUM_THREADS", "3")
+    A = np.maximum(rng.normal(size=(2100, 1000)), 0).astype(np.float32)
+    edges = _histogram.bin_edges(_histogram.column_max(A), 10)
+    counts = _histogram.histogram_counts(A, edges).numpy()
+    assert counts.sum() == (A > 0).sum()
+    expected = _reference_counts(A[:, :50], edges[:50].numpy(), "right")
+    assert_array_equal(counts[:50], expected)
+
+
+# -- streamed fits equal in-memory fits ---------------------------------------
+
+
+def _data(rng, n=700, n_neurons=25, n_classes=3, dtype=np.float32):
+    A = np.maximum(rng.normal(size=(n, n_neurons)), 0).astype(dtype)
+    A[:, 0] = 0  # dead
+    y = rng.integers(0, n_classes, size=n)
+    proba = rng.dirichlet(np.ones(n_classes), size=n).astype(dtype)
+    return np.hstack([A, proba]), y
+
+
+def _shards(X, y, size=128):
+    return [(X[s : s + size], y[s : s + size]) for s in range(0, len(X), size)]
+
+
+ENTROPY_ATTRIBUTES = [
+    "neuron_entropy_",
+    "neuron_max_",
+    "bin_edges_",
+    "dead_neurons_",
+    "classes_",
+    "class_neuron_entropy_",
+    "class_entropy_",
+    "selected_neurons_",
+    "n_neurons_in_",
+    "n_classes_in_",
+    "n_features_in_",
+    "entropy_",
+    "normalized_entropy_",
+]
+
+
+@pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("binning", ["right", "reference"])
+def test_streamed_entropy_equals_in_memory(backend, rng, dtype, binning):
+    X, y = _data(rng, dtype=dtype)
+    params = dict(n_bins=7, binning=binning, n_neurons=10)
+    expected = ActivationEntropy(**params).fit(X, y)
+    streamed = ActivationEntropy(**params).fit(_shards(X, y))
+    for name in ENTROPY_ATTRIBUTES:
+        assert_array_equal(getattr(streamed, name), getattr(expected, name), name)
+    assert_array_equal(streamed.transform(X), expected.transform(X))
+
+
+@pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+def test_streamed_entropy_of_tensors_without_labels(rng):
+    X, _ = _data(rng)
+    A = torch.from_numpy(X[:, :25])
+    expected = ActivationEntropy(n_classes=0).fit(X[:, :25])
+    streamed = ActivationEntropy(n_classes=0).fit([A[:300], A[300:]])
+    assert_array_equal(streamed.neuron_entropy_, expected.neuron_entropy_)
+    assert not hasattr(streamed, "class_neuron_entropy_")
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_streamed_probabilities_equal_in_memory(rng, alpha):
+    X, y = _data(rng)
+    expected = ActivationProbabilityFeatures(alpha=alpha).fit(X, y)
+    batches = iter(_shards(X, y))  # one pass: an iterator is enough
+    streamed = ActivationProbabilityFeatures(alpha=alpha).fit(batches)
+    assert_array_equal(
+        streamed.activation_probability_, expected.activation_probability_
+    )
+    assert_array_equal(streamed.class_count_, expected.class_count_)
+    assert_array_equal(streamed.classes_, expected.classes_)
+    assert_array_equal(streamed.transform(X), expected.transform(X))
+
+
+def test_streamed_probabilities_with_a_missing_class(rng):
+    # Labels are backbone output indices and class 1 never occurs.
+    X, y = _data(rng)
+    y[y == 1] = 2
+    with pytest.warns(UserWarning, match="no training sample"):
+        expected = ActivationProbabilityFeatures(n_classes=3).fit(X, y)
+    with pytest.warns(UserWarning, match="no training sample"):
+        streamed = ActivationProbabilityFeatures(n_classes=3).fit(_shards(X, y))
+    assert_array_equal(streamed.classes_, [0, 1, 2])
+    assert_array_equal(
+        streamed.activation_probability_, expected.activation_probability_
+    )
+
+
+@pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+def test_streamed_fit_from_a_dataloader(rng):
+    X, y = _data(rng)
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=100)
+    expected = ActivationEntropy(n_bins=5).fit(X, y)
+    streamed = ActivationEntropy(n_bins=5).fit(loader)
+    assert_array_equal(streamed.class_neuron_entropy_, expected.class_neuron_entropy_)
+
+
+def test_streamed_fit_errors(rng):
+    X, y = _data(rng)
+    with pytest.raises(TypeError, match="two passes"):
+        ActivationEntropy().fit(iter(_shards(X, y)))
+    with pytest.raises(ValueError, match="labels must come with the batches"):
+        ActivationEntropy().fit(_shards(X, y), y)
+    with pytest.raises(ValueError, match="same columns"):
+        ActivationEntropy().fit([(X[:10], y[:10]), (X[10:20, :5], y[10:20])])
+    with pytest.raises(ValueError, match="without labels"):
+        ActivationEntropy().fit([(X[:10], y[:10]), X[10:20]])
+    bad = X[:10].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ActivationEntropy().fit([bad])
+    with pytest.raises(ValueError, match="needs class labels"):
+        ActivationProbabilityFeatures().fit([X[:10]])
+    stats = NeuronStatistics().update_from(_shards(X, y))
+    with pytest.raises(ValueError, match="second-pass"):
+        ActivationEntropy().fit(stats)
+    with pytest.raises(ValueError, match="n_bins=4"):
+        ActivationEntropy(n_bins=10).fit(stats.begin_histograms(4))
+
+
+# -- merging ------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+def test_merged_shards_equal_one_fit(rng):
+    X, y = _data(rng, n=900)
+    # Shard 1 sees classes 0 and 1 only, shard 2 classes 1 and 2.
+    first, second = (y != 2), (y != 0)
+    second &= ~first
+    parts = [_shards(X[first], y[first]), _shards(X[second], y[second])]
+    passes = [NeuronStatistics().update_from(p) for p in parts]
+    merged = passes[0] + passes[1]
+    assert_array_equal(merged.classes_, [0, 1, 2])
+    assert merged.n_samples_ == len(X)
+    shards = [merged.begin_histograms(6).update_from(p) for p in parts]
+    total = shards[1] + shards[0]
+    expected = ActivationEntropy(n_bins=6).fit(X, y)
+    fitted = ActivationEntropy(n_bins=6).fit(total)
+    for name in ENTROPY_ATTRIBUTES:
+        assert_array_equal(getattr(fitted, name), getattr(expected, name), name)
+    p = ActivationProbabilityFeatures().fit(merged)
+    assert_array_equal(
+        p.activation_probability_,
+        ActivationProbabilityFeatures().fit(X, y).activation_probability_,
+    )
+    # Second passes that started from different first passes do not merge.
+    alone = passes[0].begin_histograms(6).update_from(parts[0])
+    with pytest.raises(ValueError, match="different first passes"):
+        alone + shards[1]
+    with pytest.raises(ValueError, match="first-pass with second-pass"):
+        merged + shards[0]
+
+
+def test_state_does_not_grow_with_samples(rng):
+    X, y = _data(rng, n=2000)
+    small = compute_statistics(_shards(X[:200], y[:200]), n_bins=10)
+    large = compute_statistics(_shards(X, y), n_bins=10)
+    sizes = [
+        sum(t.numel() for t in vars(s).values() if isinstance(t, torch.Tensor))
+        for s in (small, large)
+    ]
+    assert sizes[0] == sizes[1]
+    # Maxima, active counts, edges and counts above each edge, for all samples
+    # and for each class: n_columns x (n_classes + 1) x (2 n_bins + 3) at most.
+    n_columns, n_classes = X.shape[1], 3
+    assert sizes[1] <= n_columns * (n_classes + 1) * (2 * 10 + 3) + n_classes
+
+
+def test_statistics_pickle(rng):
+    import pickle
+
+    X, y = _data(rng)
+    stats = compute_statistics(_shards(X, y), n_bins=4)
+    again = pickle.loads(pickle.dumps(stats))
+    assert torch.equal(again.hist_, stats.hist_)
+    assert_array_equal(again.classes_, stats.classes_)
+
+
+@CUDA
+def test_statistics_on_cuda_equal_cpu(rng):
+    X, y = _data(rng)
+    cuda = [
+        (torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda())
+        for a, b in _shards(X, y)
+    ]
+    on_gpu = compute_statistics(cuda, n_bins=7)
+    on_cpu = compute_statistics(_shards(X, y), n_bins=7)
+    assert on_gpu.hist_.device.type == "cuda"
+    assert torch.equal(on_gpu.hist_.cpu(), on_cpu.hist_)
+    assert torch.equal(on_gpu.class_hist_.cpu(), on_cpu.class_hist_)
+    assert torch.equal(on_gpu.active_count_.cpu(), on_cpu.active_count_)
+
+
+# -- through the extractor ----------------------------------------------------
+
+
+@pytest.fixture
+def mlp_data(rng):
+    model = make_mlp(10, 3, hidden=(16, 8), random_state=0)
+    X = rng.normal(size=(300, 10)).astype(np.float32)
+    y = rng.integers(0, 3, size=300)
+    return model, X, y
+
+
+@pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+def test_extractor_batches_fit_equals_transform_fit(mlp_data):
+    model, X, y = mlp_data
+    extractor = ActivationExtractor(model, batch_size=64, device="cpu").fit(X)
+    Z = extractor.transform(X)
+    batches = extractor.batches(X, y)
+    rows = np.concatenate([b.numpy() for b, _ in batches])
+    assert_array_equal(rows, Z)
+    expected = ActivationEntropy(n_bins=5).fit(Z, y)
+    streamed = ActivationEntropy(n_bins=5).fit(batches)
+    for name in ENTROPY_ATTRIBUTES:
+        assert_array_equal(getattr(streamed, name), getattr(expected, name), name)
+    p = ActivationProbabilityFeatures().fit(batches)
+    assert_array_equal(
+        p.activation_probability_,
+        ActivationProbabilityFeatures().fit(Z, y).activation_probability_,
+    )
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)),
+        batch_size=50,
+    )
+    from_loader = ActivationEntropy(n_bins=5).fit(extractor.batches(loader))
+    assert_array_equal(from_loader.class_entropy_, expected.class_entropy_)
+
+
+def test_extractor_batches_errors(mlp_data):
+    model, X, y = mlp_data
+    extractor = ActivationExtractor(model, device="cpu").fit(X)
+    with pytest.raises(ValueError, match="one label per sample"):
+        extractor.batches(X, y[:10])
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(X))
+    with pytest.raises(ValueError, match="y must be None"):
+        extractor.batches(dataset, y)
+
+
+@pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+@pytest.mark.parametrize("n_neurons", [None, 0.5])
+def test_fused_transform_equals_pipeline(mlp_data, n_neurons):
+    model, X, y = mlp_data
+    pipe = make_nap_pipeline(
+        model, n_neurons=n_neurons, max_iter=1, device="cpu", random_state=0
+    )
+    pipe.set_params(extractor__batch_size=64).fit(X, y)
+    fused = fused_transform(pipe, X)
+    assert fused.dtype == np.float32
+    assert_allclose(fused, pipe[:-1].transform(X), rtol=1e-6, atol=1e-7)
+    assert_array_equal(pipe[-1].predict(fused), pipe.predict(X))
+    with pytest.raises(ValueError, match="fused_transform needs"):
+        fused_transform([pipe[-1]], X)
+
+
+# -- device options -----------------------------------------------------------
+
+
+def test_device_options_on_the_cpu(rng):
+    conv = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Linear(4 * 6 * 6, 3),
+    )  # fmt: skip
+    X = rng.normal(size=(20, 3, 8, 8)).astype(np.float32)
+    base = ActivationExtractor(conv, device="cpu").fit(X).transform(X)
+    options = dict(channels_last=True, pin_memory=True)
+    same = ActivationExtractor(conv, device="cpu", **options).fit(X).transform(X)
+    assert_allclose(same, base, rtol=1e-5, atol=1e-6)
+    low = ActivationExtractor(conv, device="cpu", autocast="bfloat16").fit(X)
+    assert_allclose(low.transform(X), base, rtol=0.05, atol=0.05)
+    with pytest.raises(ValueError, match="autocast"):
+        ActivationExtractor(conv, autocast="int8").fit(X)
+
+
+@CUDA
+def test_device_options_on_cuda(rng):
+    model = make_mlp(10, 3, hidden=(16,), random_state=0)
+    X = rng.normal(size=(50, 10)).astype(np.float32)
+    cpu = ActivationExtractor(model, device="cpu").fit(X).transform(X)
+    gpu = ActivationExtractor(model, device="cuda").fit(X).transform(X)
+    assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)
+    half = ActivationExtractor(model, device="cuda", autocast="float16").fit(X)
+    assert_allclose(half.transform(X), cpu, rtol=0.05, atol=0.05)
