@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-collect_ignore = ["conf.py"]
+collect_ignore = ["conf.py", "conftest.py"]
 collect_ignore_glob = ["_build/*", "generated/*"]
 
 

@@ -183,3 +183,18 @@ def exclusive(module):
         if lock is None:
             lock = _LOCKS[module] = threading.RLock()
     return lock
+
+
+def all_finite(tensor):
+    """Whether a floating tensor holds no NaN nor infinity.
+
+    The sum is finite in the common case, a reduction far cheaper than
+    ``torch.isfinite`` (which writes a mask); only when it is not is every
+    element looked at, since a sum of large finite values may overflow.
+    """
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        return True
+    wide = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+    if bool(torch.isfinite(tensor.sum(dtype=wide))):
+        return True
+    return bool(torch.isfinite(tensor).all())

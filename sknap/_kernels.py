@@ -164,53 +164,65 @@ def _compile(numba):
                 n[j] += np.int64(v > 0)
 
     @njit
-    def count_above(a, rows, lda, y, t1, out1, t2, out2, j0, j1):
-        k1 = t1.shape[0]
-        k2 = t2.shape[1]
+    def count_rows(a, lda, idx, t, out, acc, j0, j1):
+        # out[k, j] += #{rows i in idx : a[i, j] > t[k, j]}. Byte counters
+        # (acc, zero on entry and exit) emptied into out every 252 rows, four
+        # rows per update: the stores bound this loop, so fewer and narrower
+        # stores make it faster.
         width = j1 - j0
-        # Byte counters, emptied into out1 every 252 rows, and four rows per
-        # update: the stores bound this loop, so fewer and narrower is faster.
-        acc = np.zeros((k1, width), np.uint8)
-        for start in range(0, rows, 252):
-            stop = min(rows, start + 252)
-            i = start
-            while i + 4 <= stop:
-                r0 = a[i * lda + j0 : i * lda + j1]
-                r1 = a[(i + 1) * lda + j0 : (i + 1) * lda + j1]
-                r2 = a[(i + 2) * lda + j0 : (i + 2) * lda + j1]
-                r3 = a[(i + 3) * lda + j0 : (i + 3) * lda + j1]
-                for k in range(k1):
-                    t = t1[k, j0:j1]
+        for start in range(0, len(idx), 252):
+            stop = min(len(idx), start + 252)
+            p = start
+            while p + 4 <= stop:
+                b0, b1, b2, b3 = (
+                    idx[p] * lda,
+                    idx[p + 1] * lda,
+                    idx[p + 2] * lda,
+                    idx[p + 3] * lda,
+                )
+                r0 = a[b0 + j0 : b0 + j1]
+                r1 = a[b1 + j0 : b1 + j1]
+                r2 = a[b2 + j0 : b2 + j1]
+                r3 = a[b3 + j0 : b3 + j1]
+                for k in range(t.shape[0]):
+                    tk = t[k, j0:j1]
                     c = acc[k]
                     for j in range(width):
-                        tj = t[j]
-                        c[j] += (np.uint8(r0[j] > tj) + np.uint8(r1[j] > tj)) + (
-                            np.uint8(r2[j] > tj) + np.uint8(r3[j] > tj)
+                        x = tk[j]
+                        c[j] += (np.uint8(r0[j] > x) + np.uint8(r1[j] > x)) + (
+                            np.uint8(r2[j] > x) + np.uint8(r3[j] > x)
                         )
-                i += 4
-            while i < stop:
-                r0 = a[i * lda + j0 : i * lda + j1]
-                for k in range(k1):
-                    t = t1[k, j0:j1]
+                p += 4
+            while p < stop:
+                b0 = idx[p] * lda
+                r0 = a[b0 + j0 : b0 + j1]
+                for k in range(t.shape[0]):
+                    tk = t[k, j0:j1]
                     c = acc[k]
                     for j in range(width):
-                        c[j] += np.uint8(r0[j] > t[j])
-                i += 1
-            for k in range(k1):
-                o = out1[k, j0:j1]
+                        c[j] += np.uint8(r0[j] > tk[j])
+                p += 1
+            for k in range(t.shape[0]):
+                o = out[k, j0:j1]
                 c = acc[k]
                 for j in range(width):
                     o[j] += c[j]
                     c[j] = 0
-            if k2:
-                for i in range(start, stop):
-                    row = a[i * lda + j0 : i * lda + j1]
-                    g = y[i]
-                    for k in range(k2):
-                        t = t2[g, k, j0:j1]
-                        c2 = out2[g, k, j0:j1]
-                        for j in range(width):
-                            c2[j] += np.int64(row[j] > t[j])
+
+    @njit
+    def count_above(a, rows, lda, order, bounds, groups, t1, out1, t2, out2, j0, j1):
+        # Shared thresholds over all rows; then, for each group g, the rows
+        # order[bounds[g]:bounds[g + 1]] against t2[groups[g]].
+        width = j1 - j0
+        if t1.shape[0]:
+            acc = np.zeros((t1.shape[0], width), np.uint8)
+            count_rows(a, lda, np.arange(rows), t1, out1, acc, j0, j1)
+        if t2.shape[1]:
+            acc = np.zeros((t2.shape[1], width), np.uint8)
+            for g in range(len(groups)):
+                rows_g = order[bounds[g] : bounds[g + 1]]
+                c = groups[g]
+                count_rows(a, lda, rows_g, t2[c], out2[c], acc, j0, j1)
 
     return {
         "column_max": column_max,
@@ -232,9 +244,12 @@ def _threads():
     value = os.environ.get("SKNAP_NUM_THREADS", "")
     if value.isdigit() and int(value) > 0:
         return int(value)
-    if (os.cpu_count() or 1) < 4:
+    if _CPU_COUNT < 4:
         return 1
     return max(1, torch.get_num_threads())
+
+
+_CPU_COUNT = os.cpu_count() or 1
 
 
 def _run_over_columns(kernel, args, rows, n):
@@ -370,15 +385,18 @@ def count_above(A, thresholds1, out1, y=None, thresholds2=None, out2=None):
         else:
             t2 = np.zeros((1, 0, n), dtype=t1.dtype)
             o2 = np.zeros((1, 0, n), dtype=np.int64)
-            labels = np.zeros(0, dtype=np.int64)
+        none = np.zeros(0, dtype=np.int64)
         for flat, rows, lda, start in _cpu_blocks(A):
-            rows_y = labels[start : start + rows] if grouped else labels
-            _run_over_columns(
-                _NUMBA["count_above"],
-                (flat, rows, lda, rows_y, t1, o1, t2, o2),
-                rows,
-                n,
-            )
+            order = bounds = groups = none
+            if grouped:
+                # Rows sorted by group, so that each group's rows are counted
+                # against its thresholds as the shared ones are.
+                part = labels[start : start + rows]
+                order = np.argsort(part, kind="stable")
+                groups, first = np.unique(part[order], return_index=True)
+                bounds = np.append(first, rows).astype(np.int64)
+            args = (flat, rows, lda, order, bounds, groups, t1, o1, t2, o2)
+            _run_over_columns(_NUMBA["count_above"], args, rows, n)
         return
     per_row = max(thresholds1.shape[0], thresholds2.shape[1] if grouped else 0)
     for chunk, start in _torch_chunks(A, per_row=per_row):

@@ -65,7 +65,7 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
         Epochs run.
     n_features_in_ : int
         Number of input columns.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` had them.
 
     See Also

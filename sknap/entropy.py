@@ -145,7 +145,7 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
         Number of probability columns passed through.
     n_features_in_ : int
         Number of columns seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` had them.
 
     See Also

@@ -14,6 +14,24 @@ class ActivationMemoryError(MemoryError, ValueError):
     Raised by :meth:`ActivationExtractor.transform` before it allocates
     anything; the message gives the size needed. It is a ``MemoryError`` and a
     ``ValueError``, so either ``except`` clause catches it.
+
+    Examples
+    --------
+    Fall back to the streaming fit, which never builds the matrix:
+
+    >>> import numpy as np
+    >>> from sknap import ActivationEntropy, ActivationExtractor, ActivationMemoryError
+    >>> from sknap.toy import make_mlp
+    >>> X = np.random.default_rng(0).random((50, 4), dtype=np.float32)
+    >>> y = np.arange(50) % 3
+    >>> net = make_mlp(4, 3, hidden=(8,), random_state=0)
+    >>> extractor = ActivationExtractor(net).fit(X)
+    >>> try:
+    ...     entropy = ActivationEntropy().fit(extractor.transform(X), y)
+    ... except ActivationMemoryError:
+    ...     entropy = ActivationEntropy().fit(extractor.batches(X, y))
+    >>> issubclass(ActivationMemoryError, (MemoryError, ValueError))
+    True
     """
 
 
@@ -23,6 +41,18 @@ class DeadNeuronWarning(UserWarning):
     Their entropy is 0 and their activation probability is 0 for every class.
     The result is still sound; choose other layers or more data if this is
     unexpected.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from sknap import ActivationEntropy, DeadNeuronWarning
+    >>> A = np.array([[0.0, 1.0], [0.0, 2.0]])     # neuron 0 is never active
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     entropy = ActivationEntropy(n_classes=0).fit(A)
+    >>> caught[0].category is DeadNeuronWarning, entropy.dead_neurons_.tolist()
+    (True, [True, False])
     """
 
 
@@ -32,8 +62,36 @@ class LayoutWarning(UserWarning):
     Raised when the last ``n_classes`` columns of the input have rows that do
     not sum to 1, which means the column layout is not the one that
     :class:`~sknap.ActivationExtractor` writes.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from sknap import ActivationEntropy, LayoutWarning
+    >>> Z = np.array([[1.0, 0.5, 0.2], [2.0, 0.1, 0.3]])   # last 2 do not sum to 1
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = ActivationEntropy(n_classes=2).fit(Z)
+    >>> caught[0].category is LayoutWarning
+    True
     """
 
 
 class EmptyClassWarning(UserWarning):
-    """A class had no training sample, so its activation probabilities are 0."""
+    """A class had no training sample, so its activation probabilities are 0.
+
+    ``Y_proposed`` then never favours that class. Set ``alpha > 0`` in
+    :class:`~sknap.ActivationProbabilityFeatures`, or add samples of it.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from sknap import ActivationProbabilityFeatures, EmptyClassWarning
+    >>> Z = np.array([[1.0, 0.2, 0.7, 0.1], [2.0, 0.6, 0.3, 0.1]])   # 3 classes
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = ActivationProbabilityFeatures(n_classes=3).fit(Z, [0, 1])
+    >>> print(caught[0].message)
+    Classes [2] have no training sample, ...
+    """

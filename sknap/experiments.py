@@ -94,6 +94,19 @@ class SweepSettings:
         Seed of the backbone's training and of the auxiliary models.
     device : str
         Where to train and extract.
+
+    See Also
+    --------
+    run_sweep : Runs the sweep these settings define.
+
+    Examples
+    --------
+    The defaults are the paper's (20 checkpoints, R = 10, 20 epochs of the
+    auxiliary model); ``sknap reproduce`` sets them from its options.
+
+    >>> settings = SweepSettings(n_checkpoints=5, ablations=False)
+    >>> settings.n_checkpoints, settings.n_bins, settings.aux_epochs
+    (5, 10, 20)
     """
 
     n_checkpoints: int = 20
@@ -130,6 +143,12 @@ class SweepResult:
         ReLU blocks behind ``"all"``, ``"last2"`` and ``"last"``.
     wall_time_s : float
         Seconds from the start of training to the last checkpoint.
+
+    Examples
+    --------
+    >>> result = SweepResult(records=[{"checkpoint": 1, "train_acc": 0.5}])
+    >>> len(result.records), result.wall_time_s
+    (1, 0.0)
     """
 
     records: list = field(default_factory=list)
@@ -146,6 +165,16 @@ def auto_aux_batch_size(n_samples):
     seconds rather than minutes while the number of optimiser steps stays that
     of a 4,000-sample run.
 
+    Parameters
+    ----------
+    n_samples : int
+        Training samples of the auxiliary model.
+
+    Returns
+    -------
+    batch_size : int
+        At least 16.
+
     Examples
     --------
     >>> auto_aux_batch_size(1437), auto_aux_batch_size(60000)
@@ -156,6 +185,18 @@ def auto_aux_batch_size(n_samples):
 
 def select_blocks(layer_names, layers):
     """The blocks behind a ``layers`` choice, in forward order.
+
+    Parameters
+    ----------
+    layer_names : list of str
+        Blocks of an extractor, ``ActivationExtractor.layer_names_``.
+    layers : {"all", "last2", "last"}
+        Every block, the last two, or the last.
+
+    Returns
+    -------
+    blocks : list of str
+        The chosen blocks.
 
     Examples
     --------
@@ -181,11 +222,35 @@ def _columns(extractor, blocks):
 def extract(model, X, *, reduce="mean", batch_size=256, device="auto", progress=False):
     """Activations of every ReLU of ``model`` on ``X``, then its softmax.
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The backbone.
+    X : ndarray of shape (n_samples, ...)
+        Its inputs.
+    reduce : str or callable, default="mean"
+        How conv maps become neurons (see :class:`~sknap.ActivationExtractor`).
+    batch_size : int, default=256
+        Samples per forward pass.
+    device : str, default="auto"
+        Where to run the forward pass.
+    progress : bool, default=False
+        Show a progress bar over batches.
+
     Returns
     -------
     Z : ndarray of shape (n_samples, n_neurons + n_classes)
+        The rows of :meth:`ActivationExtractor.transform`.
     extractor : ActivationExtractor
         Fitted; its ``layer_names_`` and ``layer_slices_`` describe ``Z``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknap.toy import make_mlp
+    >>> Z, extractor = extract(make_mlp(4, 3, hidden=(5, 2)), np.ones((6, 4)))
+    >>> Z.shape, extractor.layer_names_
+    ((6, 10), ['relu1', 'relu2'])
     """
     extractor = ActivationExtractor(
         model, reduce=reduce, batch_size=batch_size, device=device, progress=progress
@@ -288,6 +353,18 @@ def evaluate_checkpoint(model, data, settings, *, progress=False):
         ``last_train_acc``, ``last_test_acc``. Accuracies are fractions.
     blocks : dict of str to list of str
         Blocks behind each ``layers`` choice.
+
+    Examples
+    --------
+    >>> from sknap.backbones import make_backbone
+    >>> from sknap.datasets import load_dataset
+    >>> data = load_dataset("digits", train_size_limit=100, test_size_limit=50)
+    >>> model = make_backbone("fcnn", data.input_shape, data.n_classes)
+    >>> settings = SweepSettings(aux_epochs=1, ablations=False,
+    ...                          compare_layers=False, device="cpu")
+    >>> record, blocks = evaluate_checkpoint(model, data, settings)
+    >>> sorted(record)[:4], blocks["last"]
+    (['aux_test_acc', 'aux_train_acc', 'class_entropy', 'entropy'], ['relu2'])
     """
     start = time.perf_counter()
     C = data.n_classes
@@ -371,6 +448,7 @@ def run_sweep(model, data, settings=None, *, progress=True, on_checkpoint=None):
     Returns
     -------
     result : SweepResult
+        The records of every checkpoint, in order.
 
     Examples
     --------

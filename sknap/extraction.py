@@ -98,6 +98,9 @@ class _Hooks:
         self.outputs = {}
         self.order = []
         self.shapes = {}
+        # Optional {(name, call): tensor view}: a block is copied straight into
+        # its columns of the caller's rows, instead of cloned then concatenated.
+        self.sink = None
 
     def __enter__(self):
         for name, module in self.modules.items():
@@ -134,8 +137,11 @@ class _Hooks:
             # Copy: an in-place ReLU after this module would overwrite the output.
             out = output.detach()
             reduced = _reduce(out, self.reduce)
+            dest = None if self.sink is None else self.sink.get((name, k))
+            if dest is not None and dest.shape == reduced.shape:
+                reduced = dest.copy_(reduced)
             # A view (any offset, e.g. a callable's t[:, 1:]) shares the storage.
-            if reduced.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
+            elif reduced.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
                 reduced = reduced.clone()
             self.outputs[(name, k)] = reduced
             self.order.append((name, k))
@@ -474,7 +480,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             pin=_device.use_pinned_memory(self.pin_memory, device),
             channels_last=_device.use_channels_last(self.channels_last, backbone),
         )
-        if not torch.isfinite(batch).all():
+        if not _device.all_finite(batch):
             raise ValueError(
                 "Input X contains NaN or infinity, or values beyond the range of "
                 f"the backbone's dtype {dtype} (largest "
@@ -502,7 +508,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like, Tensor, Dataset or DataLoader
-            Inputs of shape (n_samples, *input_shape). A Dataset may yield
+            Inputs of shape ``(n_samples, *input_shape)``. A Dataset may yield
             ``x`` or ``(x, y, ...)``.
         y : None
             Ignored.
@@ -604,11 +610,11 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like, Tensor, Dataset or DataLoader
-            Inputs of shape (n_samples, *input_shape).
+            Inputs of shape ``(n_samples, *input_shape)``.
 
         Returns
         -------
-        Z : ndarray of shape (n_samples, n_neurons_ + n_outputs_), dtype=float32
+        Z : ndarray of shape (n_samples, ``n_neurons_ + n_outputs_``), dtype=float32
             One row per sample.
         """
         check_is_fitted(self)
@@ -650,7 +656,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like, Tensor, Dataset or DataLoader
-            Inputs of shape (n_samples, *input_shape).
+            Inputs of shape ``(n_samples, *input_shape)``.
         y : array-like of shape (n_samples,), default=None
             Labels, cut into batches along with ``X``. A Dataset or
             DataLoader whose items are ``(x, y, ...)`` gives its own.
@@ -659,7 +665,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         -------
         batches : ActivationBatches
             Iterable of ``(Z, labels)``: ``Z`` a float32 tensor of shape
-            (batch_size, n_neurons_ + n_outputs_) on the device, the rows
+            (batch_size, ``n_neurons_ + n_outputs_``) on the device, the rows
             ``transform`` would return, and the batch's labels (or None).
             Each iteration runs the backbone over ``X`` again, so the two
             passes of an exact entropy fit both work.
@@ -709,6 +715,9 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             total, inputs = self._batches(X)
             batches = ((x, None) for x in inputs)
         block_names = [*self.layer_names_, None]
+        slices = [self.layer_slices_[b] for b in self.layer_names_]
+        slices.append(self.layer_slices_["proba"])
+        n_columns = self.n_neurons_ + self.n_outputs_
         for batch, labels in tqdm(
             batches, total=total, disable=not self.progress, desc="extract"
         ):
@@ -718,17 +727,21 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                     f"{type(self).__name__} was fitted on samples of shape "
                     f"{self.input_shape_}."
                 )
-            if batch.is_floating_point() and not torch.isfinite(batch).all():
-                raise ValueError(
-                    "Input X contains NaN or infinity. Remove or impute those "
-                    "values before extracting activations."
-                )
+            # _forward checks the batch for NaN and infinity.
+            values = torch.empty(
+                (batch.shape[0], n_columns), dtype=torch.float32, device=device
+            )
             with (
                 _device.exclusive(backbone),
                 _device.EvalMode(backbone),
                 torch.no_grad(),
                 _Hooks(modules, self.reduce, wanted) as hooks,
             ):
+                # The hooks write each block into its columns of `values`.
+                hooks.sink = {
+                    call: values[:, sl]
+                    for call, sl in zip(self._calls, slices, strict=False)
+                }
                 proba = self._forward(backbone, hooks, batch, device, dtype)
                 if hooks.order != self._calls:
                     raise ValueError(
@@ -738,8 +751,12 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                         "the batch."
                     )
                 blocks = [hooks.outputs[call] for call in self._calls] + [proba]
-                _check_finite(zip(block_names, blocks, strict=True))
-                values = torch.cat([b.float() for b in blocks], dim=1)
+                for block, sl in zip(blocks, slices, strict=True):
+                    view = values[:, sl]
+                    if block.data_ptr() != view.data_ptr():
+                        view.copy_(block)
+                if not _device.all_finite(values):
+                    _check_finite(zip(block_names, blocks, strict=True))
             yield values, labels
 
     def _labelled_batches(self, X, y=None):
@@ -759,9 +776,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         if y is None:
             return total, ((x, None) for x in inputs)
         starts = range(0, X.shape[0], self.batch_size)
-        return total, (
-            (x, y[s : s + self.batch_size]) for s, x in zip(starts, inputs)
-        )
+        return total, ((x, y[s : s + self.batch_size]) for s, x in zip(starts, inputs))
 
     def get_feature_names_out(self, input_features=None):
         """Names of the columns ``transform`` returns.
@@ -773,7 +788,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        feature_names_out : ndarray of str of shape (n_neurons_ + n_outputs_,)
+        feature_names_out : ndarray of str of shape (``n_neurons_ + n_outputs_``,)
             ``<block>__<unit>`` for activations, ``proba_<class>`` last.
         """
         check_is_fitted(self)
@@ -845,7 +860,7 @@ def _format_bytes(n):
 def _check_finite(blocks):
     """Raise when a recorded block, or the output (name None), has NaN or inf."""
     for name, values in blocks:
-        if values.is_floating_point() and not torch.isfinite(values).all():
+        if not _device.all_finite(values):
             where = "its output" if name is None else f"layer '{name}'"
             raise ValueError(
                 f"The backbone produced NaN or infinity in {where} although X is "

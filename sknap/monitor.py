@@ -122,6 +122,11 @@ class ActivationMonitor:
     def step(self, model):
         """Count one optimiser step; measure when the step count is due.
 
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The model being trained.
+
         Returns
         -------
         record : dict or None
@@ -135,6 +140,11 @@ class ActivationMonitor:
     def epoch_end(self, model):
         """Count one epoch; measure when the epoch count is due.
 
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The model being trained.
+
         Returns
         -------
         record : dict or None
@@ -146,7 +156,20 @@ class ActivationMonitor:
         return None
 
     def __call__(self, model, epoch):
-        """``callback(model, epoch)`` of :func:`sknap.training.train_classifier`."""
+        """``callback(model, epoch)`` of :func:`sknap.training.train_classifier`.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The model being trained.
+        epoch : int
+            The epoch just finished, from 1.
+
+        Returns
+        -------
+        record : dict or None
+            The measurement, or None when none was due.
+        """
         self.epoch = int(epoch) - 1
         return self.epoch_end(model)
 
@@ -175,6 +198,7 @@ class ActivationMonitor:
         Returns
         -------
         record : dict
+            The measurement, also appended to ``history``.
         """
         Z, extractor = self._extract(model, self.X)
         n_classes = extractor.n_outputs_
@@ -205,6 +229,16 @@ class ActivationMonitor:
     def series(self, key):
         """One recorded quantity as an array, in measurement order.
 
+        Parameters
+        ----------
+        key : str
+            A key of the records, such as ``"entropy"`` or ``"test_acc"``.
+
+        Returns
+        -------
+        values : ndarray of shape (n_measurements,)
+            The values, as floats.
+
         Examples
         --------
         >>> ActivationMonitor([[0.0]], [0]).series("entropy")
@@ -214,6 +248,11 @@ class ActivationMonitor:
 
     def correlation(self, accuracy="train_acc"):
         """Pearson and Spearman correlation of entropy with an accuracy series.
+
+        Parameters
+        ----------
+        accuracy : {"train_acc", "test_acc"}, default="train_acc"
+            The series to correlate the entropy with.
 
         Returns
         -------
@@ -241,8 +280,49 @@ if _SkorchCallback is not None:
 
         Parameters
         ----------
-        X, y, X_test, y_test, every, layers, reduce, n_bins, batch_size
-            As for :class:`ActivationMonitor` (``unit`` is always epochs).
+        X : array-like or Tensor of shape (n_samples, ...)
+            Inputs on which entropy and accuracy are measured.
+        y : array-like of shape (n_samples,)
+            Their labels.
+        X_test, y_test : array-like, default=None
+            Optional held-out data.
+        every : int, default=1
+            Measure every ``every``-th epoch.
+        layers : see ActivationExtractor, default=None
+            Layers to read; None is every ``nn.ReLU``.
+        reduce : str or callable, default="mean"
+            How conv maps become neurons.
+        n_bins : int, default=10
+            Histogram bins R.
+        batch_size : int, default=256
+            Samples per forward pass.
+
+        Attributes
+        ----------
+        monitor_ : ActivationMonitor
+            The monitor, with every record in ``monitor_.history``.
+
+        See Also
+        --------
+        ActivationMonitor : The same for any training loop.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from sknap.toy import make_mlp
+        >>> X = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(
+        ...     make_mlp(4, 2, hidden=(8,), random_state=0),
+        ...     criterion=torch.nn.CrossEntropyLoss, max_epochs=2, lr=0.1,
+        ...     train_split=None, verbose=0,
+        ...     callbacks=[SkorchActivationMonitor(X, y)],
+        ... )
+        >>> net = net.fit(X, y)
+        >>> len(net.history[:, "nap_entropy"])
+        2
         """
 
         def __init__(
@@ -269,6 +349,13 @@ if _SkorchCallback is not None:
             self.batch_size = batch_size
 
         def initialize(self):
+            """Make a fresh monitor (skorch calls this when the net initializes).
+
+            Returns
+            -------
+            self : SkorchActivationMonitor
+                The callback.
+            """
             self.monitor_ = ActivationMonitor(
                 self.X,
                 self.y,
@@ -283,6 +370,15 @@ if _SkorchCallback is not None:
             return self
 
         def on_epoch_end(self, net, **kwargs):
+            """Measure ``net.module_`` when due and write into ``net.history``.
+
+            Parameters
+            ----------
+            net : skorch.NeuralNet
+                The net being trained.
+            **kwargs : dict
+                Further arguments skorch passes; unused.
+            """
             record = self.monitor_.epoch_end(net.module_)
             if record is None:
                 return

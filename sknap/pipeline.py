@@ -19,6 +19,7 @@ def make_nap_pipeline(
     n_neurons=None,
     alpha=0.0,
     cv=None,
+    n_classes="auto",
     hidden_layer_sizes=None,
     max_iter=20,
     batch_size=256,
@@ -52,6 +53,11 @@ def make_nap_pipeline(
     cv : int, cross-validation generator or None, default=None
         Cross-fitting of the activation probabilities (None: in-sample, as in
         the paper).
+    n_classes : "auto" or int, default="auto"
+        Number of backbone outputs, given to the entropy and probability
+        steps. ``"auto"`` takes the number of classes in ``y``; set it when
+        the backbone has more outputs than the training labels have classes
+        (a fold missing a class, or a backbone trained on more classes).
     hidden_layer_sizes : tuple of int or None, default=None
         Auxiliary network; None is one layer of ``2 * n_classes`` units.
     max_iter : int, default=20
@@ -91,8 +97,16 @@ def make_nap_pipeline(
                     device=device,
                 ),
             ),
-            ("entropy", ActivationEntropy(n_bins=n_bins, n_neurons=n_neurons)),
-            ("probabilities", ActivationProbabilityFeatures(alpha=alpha, cv=cv)),
+            (
+                "entropy",
+                ActivationEntropy(
+                    n_bins=n_bins, n_neurons=n_neurons, n_classes=n_classes
+                ),
+            ),
+            (
+                "probabilities",
+                ActivationProbabilityFeatures(alpha=alpha, cv=cv, n_classes=n_classes),
+            ),
             (
                 "auxiliary",
                 AuxiliaryClassifier(

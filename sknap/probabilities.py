@@ -59,7 +59,7 @@ def activation_probability(A, y_idx, n_classes, alpha=0.0):
 
 
 def proposed_proba(A, proba, P):
-    """``Y_proposed`` of Eq. 16, normalised; ``Y_predicted`` where that is 0.
+    """``Y_proposed`` (the paper's Equation 16), normalised; else ``Y_predicted``.
 
     ``u = (A > 0)``, ``q = u @ P.T`` and ``Y_proposed = q * proba`` divided by
     its row sum. A row whose sum is not positive (no active neuron, or all mass
@@ -141,7 +141,7 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         Number of activation columns.
     n_features_in_ : int
         Number of columns seen in ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Column names, when ``X`` had them.
 
     See Also

@@ -38,10 +38,12 @@ def correlation(x, y):
     Parameters
     ----------
     x, y : array-like of shape (n,)
+        The two series, for instance entropy and accuracy per checkpoint.
 
     Returns
     -------
     pearson, spearman : float
+        The coefficients, NaN where undefined.
 
     Examples
     --------
@@ -59,7 +61,17 @@ def correlation(x, y):
 
 
 def average_improvement(base, proposed):
-    """Mean of ``proposed - base`` in percentage points (the paper's Avg. Imp.).
+    """Mean of ``proposed - base`` in percentage points (the paper's "Avg.Imp.").
+
+    Parameters
+    ----------
+    base, proposed : array-like of shape (n,)
+        Accuracies (fractions) of the backbone and of the auxiliary model.
+
+    Returns
+    -------
+    improvement : float
+        Mean difference, in percentage points.
 
     Examples
     --------
@@ -77,6 +89,13 @@ def _column(records, key):
 def summarize(records):
     """The report's derived numbers, from the per-checkpoint records.
 
+    Parameters
+    ----------
+    records : list of dict
+        One dict per checkpoint, as :func:`~sknap.experiments.run_sweep`
+        makes them: at least ``train_acc``, ``test_acc``, ``entropy``,
+        ``aux_train_acc`` and ``aux_test_acc``.
+
     Returns
     -------
     summary : dict
@@ -88,6 +107,23 @@ def summarize(records):
         where measured, ``table4`` with the Pearson correlation between the
         last-two-layer and last-layer accuracies. ``h1`` and ``h2``: verdicts
         in words.
+
+    Examples
+    --------
+    >>> records = [
+    ...     {"checkpoint": k, "epoch": k, "train_acc": acc, "test_acc": acc - 0.05,
+    ...      "aux_train_acc": acc + 0.02, "aux_test_acc": acc - 0.04,
+    ...      "entropy": e, "normalized_entropy": e / 100, "n_dead": 0,
+    ...      "class_entropy": {"0": e / 2, "1": e / 2}, "layer_entropy": {"relu1": e}}
+    ...     for k, (acc, e) in enumerate([(0.6, 80.0), (0.7, 75.0), (0.8, 72.0)], 1)
+    ... ]
+    >>> summary = summarize(records)
+    >>> round(summary["table1"]["pearson_train"], 2)
+    -0.99
+    >>> summary["table2"]["test"]["avg_improvement"], summary["table2"]["test"]["wins"]
+    (1.0, 3)
+    >>> print(summary["h1"])
+    entropy falls as training accuracy rises (PCC -0.99, SCC -1.00): ...
     """
     tr, te = _column(records, "train_acc"), _column(records, "test_acc")
     entropy = _column(records, "entropy")
@@ -181,7 +217,24 @@ def _h2_verdict(out, n):
 
 
 def flatten_record(record):
-    """One CSV row: nested ``class_entropy``/``layer_entropy`` become columns."""
+    """One CSV row: nested ``class_entropy``/``layer_entropy`` become columns.
+
+    Parameters
+    ----------
+    record : dict
+        One checkpoint's record.
+
+    Returns
+    -------
+    row : dict
+        The same, with each nested dict ``key: {sub: value}`` spread into
+        ``key_sub`` entries.
+
+    Examples
+    --------
+    >>> flatten_record({"checkpoint": 1, "layer_entropy": {"relu1": 2.5}})
+    {'checkpoint': 1, 'layer_entropy_relu1': 2.5}
+    """
     row = {}
     for key, value in record.items():
         if isinstance(value, dict):
@@ -193,7 +246,25 @@ def flatten_record(record):
 
 
 def write_csv(records, path):
-    """Write one row per checkpoint."""
+    """Write one row per checkpoint.
+
+    Parameters
+    ----------
+    records : list of dict
+        One dict per checkpoint; nested dicts become columns
+        (:func:`flatten_record`).
+    path : str or Path
+        The CSV file to write.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "checkpoints.csv")
+    >>> write_csv([{"checkpoint": 1, "class_entropy": {"0": 1.5}}], path)
+    >>> print(open(path).read().strip())
+    checkpoint,class_entropy_0
+    1,1.5
+    """
     rows = [flatten_record(r) for r in records]
     fields = list(dict.fromkeys(k for row in rows for k in row))
     with open(path, "w", newline="") as f:
@@ -216,7 +287,23 @@ def _json_safe(value):
 
 
 def write_json(payload, path):
-    """Write ``payload`` (records, settings, summary) as JSON; NaN becomes null."""
+    """Write ``payload`` (records, settings, summary) as JSON; NaN becomes null.
+
+    Parameters
+    ----------
+    payload : dict
+        Any nesting of dicts, lists, numbers (numpy's too) and strings.
+    path : str or Path
+        The JSON file to write.
+
+    Examples
+    --------
+    >>> import json, math, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "results.json")
+    >>> write_json({"pearson": math.nan, "n": 3}, path)
+    >>> json.load(open(path))
+    {'pearson': None, 'n': 3}
+    """
     with open(path, "w") as f:
         json.dump(_json_safe(payload), f, indent=2)
 
@@ -256,6 +343,31 @@ def markdown_report(records, summary, meta):
     meta : dict
         ``command``, ``title``, ``data``, ``backbone``, ``settings``,
         ``machine``, ``wall_time_s``, ``blocks``, ``figure`` (file name or None).
+
+    Returns
+    -------
+    text : str
+        The report: verdicts, Tables 1 to 4, ablations, entropy per class and
+        per layer, and a link to the figure.
+
+    Examples
+    --------
+    >>> records = [
+    ...     {"checkpoint": k, "epoch": k, "train_acc": acc, "test_acc": acc - 0.05,
+    ...      "aux_train_acc": acc + 0.02, "aux_test_acc": acc - 0.04,
+    ...      "entropy": e, "normalized_entropy": e / 100, "n_dead": 0,
+    ...      "class_entropy": {"0": e / 2, "1": e / 2}, "layer_entropy": {"relu1": e}}
+    ...     for k, (acc, e) in enumerate([(0.6, 80.0), (0.7, 75.0), (0.8, 72.0)], 1)
+    ... ]
+    >>> meta = {"title": "Demo", "command": "sknap reproduce", "data": "digits",
+    ...         "backbone": "fcnn", "machine": "a CPU", "wall_time_s": 60.0,
+    ...         "settings": {"n_bins": 10}, "blocks": {"all": ["relu1"]},
+    ...         "figure": None}
+    >>> text = markdown_report(records, summarize(records), meta)
+    >>> print(text.splitlines()[0])
+    # Demo
+    >>> "## Table 1: correlation between entropy and accuracy" in text
+    True
     """
     out = [f"# {meta['title']}", ""]
     out += [
@@ -473,6 +585,30 @@ def plot_figure2(records, path, title=""):
 
     Left axis: entropy min-max normalized over the checkpoints; right axis:
     train and test accuracy (%). Needs matplotlib (the extra ``plot``).
+
+    Parameters
+    ----------
+    records : list of dict
+        One dict per checkpoint with ``checkpoint``, ``entropy``,
+        ``train_acc`` and ``test_acc``.
+    path : str or Path
+        The image file to write; its suffix sets the format.
+    title : str, default=""
+        Title of the plot.
+
+    Returns
+    -------
+    path : str or Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> records = [{"checkpoint": k, "entropy": e, "train_acc": a, "test_acc": a}
+    ...            for k, (e, a) in enumerate([(80, 0.6), (75, 0.7), (72, 0.8)], 1)]
+    >>> path = os.path.join(tempfile.mkdtemp(), "figure2.png")
+    >>> os.path.exists(plot_figure2(records, path, title="digits"))
+    True
     """
     try:
         import matplotlib
@@ -524,6 +660,24 @@ def write_report(result, meta, folder):
     -------
     paths : dict of str to Path
         Files written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sknap.backbones import make_backbone
+    >>> from sknap.datasets import load_dataset
+    >>> from sknap.experiments import SweepSettings, run_sweep
+    >>> data = load_dataset("digits", train_size_limit=100, test_size_limit=50)
+    >>> model = make_backbone("fcnn", data.input_shape, data.n_classes)
+    >>> settings = SweepSettings(n_checkpoints=2, aux_epochs=1, ablations=False,
+    ...                          compare_layers=False, device="cpu")
+    >>> result = run_sweep(model, data, settings, progress=False)
+    >>> meta = {"title": "digits, FCNN", "command": "sknap reproduce",
+    ...         "data": "digits", "backbone": "fcnn", "machine": "a CPU",
+    ...         "wall_time_s": result.wall_time_s, "settings": result.settings}
+    >>> paths = write_report(result, meta, tempfile.mkdtemp())
+    >>> sorted(p.name for p in paths.values())
+    ['checkpoints.csv', 'figure2.png', 'report.md', 'results.json']
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from . import _histogram, _kernels
+from . import _device, _histogram, _kernels
 
 __all__ = [
     "ActivationBatches",
@@ -106,6 +106,30 @@ class NeuronStatistics:
     --------
     compute_statistics : Both passes over a re-iterable source of batches.
     ActivationEntropy.fit, ActivationProbabilityFeatures.fit : Accept these.
+
+    Examples
+    --------
+    Two shards, counted apart and merged, fit as all the data would:
+
+    >>> import numpy as np
+    >>> from sknap import ActivationEntropy, ActivationProbabilityFeatures
+    >>> rng = np.random.default_rng(0)
+    >>> A = np.maximum(rng.normal(size=(100, 3)), 0)
+    >>> y = rng.integers(0, 2, size=100)
+    >>> shard1, shard2 = [(A[:50], y[:50])], [(A[50:], y[50:])]
+    >>> first = (NeuronStatistics().update_from(shard1)
+    ...          + NeuronStatistics().update_from(shard2))
+    >>> first.n_samples_, first.active_count_.shape
+    (100, torch.Size([2, 3]))
+    >>> second = (first.begin_histograms(5).update_from(shard1)
+    ...           + first.begin_histograms(5).update_from(shard2))
+    >>> entropy = ActivationEntropy(n_bins=5, n_classes=0).fit(second)
+    >>> in_memory = ActivationEntropy(n_bins=5, n_classes=0).fit(A)
+    >>> bool(np.allclose(entropy.neuron_entropy_, in_memory.neuron_entropy_))
+    True
+    >>> proba = ActivationProbabilityFeatures(n_classes=0).fit(first)
+    >>> proba.activation_probability_.shape          # classes x neurons
+    (2, 3)
     """
 
     def __init__(self, *, device=None):
@@ -208,22 +232,27 @@ class NeuronStatistics:
                 f"{labels.shape}; give one label per row."
             )
         uniq, inverse = np.unique(labels, return_inverse=True)
-        new = np.setdiff1d(uniq, self.classes_)
-        if new.size and self.second_pass:
-            raise ValueError(
-                f"The second pass met labels {new.tolist()} that the first pass "
-                "did not see. Both passes must go over the same samples."
-            )
-        if new.size:
-            self._grow(np.union1d(self.classes_, new))
-        rows = np.searchsorted(self.classes_, uniq)[inverse]
+        pos = np.searchsorted(self.classes_, uniq)
+        known = pos < len(self.classes_)
+        known[known] = self.classes_[pos[known]] == uniq[known]
+        if not known.all():
+            if self.second_pass:
+                raise ValueError(
+                    f"The second pass met labels {uniq[~known].tolist()} that the "
+                    "first pass did not see. Both passes must go over the same "
+                    "samples."
+                )
+            self._grow(np.union1d(self.classes_, uniq[~known]))
+            pos = np.searchsorted(self.classes_, uniq)
+        rows = pos[inverse]
         return torch.as_tensor(rows, dtype=torch.int64).to(self.device)
 
     # -- the passes -----------------------------------------------------------
 
     def update(self, A, y=None):
-        """Add one batch: first-pass counts, or histogram counts after
-        :meth:`begin_histograms`.
+        """Add one batch: first-pass counts, or bin counts in the second pass.
+
+        The second pass is the statistics :meth:`begin_histograms` returns.
 
         Parameters
         ----------
@@ -235,8 +264,12 @@ class NeuronStatistics:
         Returns
         -------
         self : NeuronStatistics
+            These statistics, updated in place.
         """
-        A = _check_batch(A, self.n_neurons_, self.device)
+        return self._update(A, y, check_finite=True)
+
+    def _update(self, A, y, check_finite):
+        A = _check_batch(A, self.n_neurons_, check_finite)
         if self.class_max_ is None:
             labelled = y is not None
             n_classes = len(np.unique(np.asarray(_to_numpy(y)))) if labelled else 1
@@ -267,12 +300,15 @@ class NeuronStatistics:
         Returns
         -------
         self : NeuronStatistics
+            These statistics, updated in place.
         """
         names = getattr(batches, "feature_names", None)
         if names is not None:
             self.feature_names = np.asarray(names, dtype=object)
+        # The extractor's batches were checked for NaN as they were made.
+        check_finite = not isinstance(batches, ActivationBatches)
         for A, y in iter_batches(batches):
-            self.update(A, y)
+            self._update(A, y, check_finite)
         return self
 
     def begin_histograms(self, n_bins=10, *, binning="right", per_class=True):
@@ -350,6 +386,11 @@ class NeuronStatistics:
         First-pass statistics add (counts) and take the larger (maxima), with
         classes aligned by label. Second-pass statistics must come from the
         same first pass (the same edges); their bin counts add.
+
+        Parameters
+        ----------
+        other : NeuronStatistics
+            Statistics of another shard.
 
         Returns
         -------
@@ -429,6 +470,7 @@ class NeuronStatistics:
         Returns
         -------
         self : NeuronStatistics
+            These statistics, now those of all processes.
         """
         import torch.distributed as dist
 
@@ -468,7 +510,18 @@ class NeuronStatistics:
         return self
 
     def to(self, device):
-        """These statistics with every tensor on ``device`` (a copy if it moves)."""
+        """These statistics with every tensor on ``device`` (a copy if it moves).
+
+        Parameters
+        ----------
+        device : str or torch.device
+            Where the tensors go.
+
+        Returns
+        -------
+        stats : NeuronStatistics
+            ``self`` when already there, else a copy.
+        """
         device = torch.device(device)
         if self.device is not None and self.device == device:
             return self
@@ -499,7 +552,7 @@ def _to_numpy(y):
     return y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
 
 
-def _check_batch(A, n_columns, device):
+def _check_batch(A, n_columns, check_finite=True):
     """A 2-D floating tensor, finite, with the expected number of columns."""
     A = _histogram.as_tensor(A) if not isinstance(A, torch.Tensor) else A.detach()
     if A.ndim != 2:
@@ -514,7 +567,7 @@ def _check_batch(A, n_columns, device):
         )
     if not A.is_floating_point():
         A = A.to(torch.float64)
-    if not torch.isfinite(A).all():
+    if check_finite and not _device.all_finite(A):
         raise ValueError(
             "A batch contains NaN or infinity. Remove or impute those values "
             "before computing statistics."
@@ -532,6 +585,23 @@ def is_batch_source(X):
     or other iterable whose first item is a 2-D array or tensor, or an
     ``(activations, labels)`` pair. Arrays, tensors, DataFrames and lists of
     rows are in-memory data.
+
+    Parameters
+    ----------
+    X : object
+        What an estimator's ``fit`` was given.
+
+    Returns
+    -------
+    streamed : bool
+        Whether ``fit`` reads ``X`` batch by batch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.ones((4, 3))
+    >>> is_batch_source(A), is_batch_source([A[:2], A[2:]]), is_batch_source(A.tolist())
+    (False, True, False)
     """
     if isinstance(X, NeuronStatistics | torch.utils.data.DataLoader):
         return True
@@ -570,12 +640,32 @@ class ActivationBatches:
     tensor on the extractor's device, so that a two-pass fit never holds more
     than one batch.
 
+    Parameters
+    ----------
+    extractor : ActivationExtractor
+        A fitted extractor.
+    X : array-like, Tensor, Dataset or DataLoader
+        Its inputs.
+    y : array-like of shape (n_samples,), default=None
+        Labels, cut into batches along with ``X``.
+
     Attributes
     ----------
     extractor : ActivationExtractor
         The fitted extractor.
     feature_names : ndarray of str
         Names of the columns of ``Z`` (they mark the probability block).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknap import ActivationExtractor
+    >>> from sknap.toy import make_mlp
+    >>> X = np.ones((10, 4), dtype=np.float32)
+    >>> extractor = ActivationExtractor(make_mlp(4, 3, hidden=(5,)), batch_size=4)
+    >>> batches = extractor.fit(X).batches(X, np.arange(10) % 3)
+    >>> [(tuple(Z.shape), labels.tolist()) for Z, labels in batches][-1]
+    ((2, 8), [2, 0])
     """
 
     def __init__(self, extractor, X, y=None):
@@ -611,13 +701,29 @@ def compute_statistics(batches, *, n_bins=10, binning="right", per_class=True):
         ``(activations, labels)`` pairs; a list, a DataLoader or
         :meth:`ActivationExtractor.batches`, which runs the backbone again on
         the second pass.
-    n_bins, binning, per_class
-        As in :meth:`NeuronStatistics.begin_histograms`.
+    n_bins : int, default=10
+        Number of equal bins ``R``.
+    binning : {"right", "reference"}, default="right"
+        As in :class:`~sknap.ActivationEntropy`.
+    per_class : bool, default=True
+        Also count within each class (when the batches have labels).
 
     Returns
     -------
     stats : NeuronStatistics
         Second-pass statistics.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknap import ActivationEntropy
+    >>> A = np.maximum(np.random.default_rng(0).normal(size=(100, 3)), 0)
+    >>> stats = compute_statistics([A[:60], A[60:]], n_bins=4)
+    >>> stats.n_samples_, tuple(stats.hist_.shape)
+    (100, (3, 4))
+    >>> entropy = ActivationEntropy(n_bins=4, n_classes=0).fit(stats)
+    >>> entropy.neuron_entropy_.shape
+    (3,)
     """
     _check_reiterable(batches, "compute_statistics")
     first = NeuronStatistics().update_from(batches)

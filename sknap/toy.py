@@ -14,7 +14,7 @@ __all__ = ["AnyWidthMLP", "make_mlp", "digits_mlp"]
 
 
 def make_mlp(n_features, n_classes, *, hidden=(512, 512), random_state=None):
-    """A fully connected ReLU network, ``Linear -> ReLU -> ... -> Linear``.
+    """A fully connected network: ``Linear`` and ``ReLU`` per hidden layer, ``Linear``.
 
     With ``n_features=784`` and the default ``hidden`` this is the paper's FCNN
     (784-512-512-10).
@@ -133,6 +133,18 @@ class AnyWidthMLP(nn.Module):
             self.out = nn.Linear(hidden, n_classes)
 
     def forward(self, x):
+        """Class scores of a batch.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n_samples, ...)
+            Inputs of any shape; each sample is flattened.
+
+        Returns
+        -------
+        logits : Tensor of shape (n_samples, n_classes)
+            Class scores.
+        """
         x = x.flatten(1)
         stats = torch.stack(
             [x.mean(1), x.abs().mean(1), x.amin(1), x.amax(1)], dim=1

@@ -65,6 +65,19 @@ def train_classifier(
     -------
     model : torch.nn.Module
         The same module, trained, left in train mode.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknap.toy import make_mlp
+    >>> X = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> epochs = []
+    >>> model = make_mlp(4, 2, hidden=(8,), random_state=0)
+    >>> model = train_classifier(model, X, y, epochs=3,
+    ...                          callback=lambda m, epoch: epochs.append(epoch))
+    >>> epochs
+    [1, 2, 3]
     """
     device = _device.resolve_device(device, owner="train_classifier")
     model.to(device)
@@ -104,6 +117,14 @@ def predict_proba(model, X, *, batch_size=512, device="auto"):
     -------
     proba : ndarray of shape (n_samples, n_classes)
         Class probabilities.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sknap.toy import make_mlp
+    >>> proba = predict_proba(make_mlp(4, 3, hidden=(8,)), np.zeros((5, 4)))
+    >>> proba.shape, bool(np.allclose(proba.sum(axis=1), 1))
+    ((5, 3), True)
     """
     device = _device.resolve_device(device, owner="predict_proba")
     net = _device.on_device(model, device)
