@@ -18,6 +18,9 @@ Backbones: the paper's FCNN (784-512-512-10) on Fashion-MNIST (random
 inputs if the data set is absent), and torchvision's ResNet-18 on 32x32
 inputs. Weights are seeded random: the cost does not depend on training.
 Target: pass 1 and pass 2 at most 1.15x the bare forward pass.
+
+On a busy machine, small torch operations with several OpenMP threads can
+wait long for a core; ``--threads 1`` measures without that effect.
 """
 
 import argparse
@@ -131,7 +134,15 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--models", nargs="+", default=["fcnn", "resnet18"])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's own choice)",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     print(machine())
     print(f"device: {device}")
