@@ -86,7 +86,7 @@ def _column(records, key):
     return [r[key] for r in records] if records and key in records[0] else None
 
 
-def summarize(records):
+def summarize(records, *, random_labels=False):
     """The report's derived numbers, from the per-checkpoint records.
 
     Parameters
@@ -95,6 +95,9 @@ def summarize(records):
         One dict per checkpoint, as :func:`~sknap.experiments.run_sweep`
         makes them: at least ``train_acc``, ``test_acc``, ``entropy``,
         ``aux_train_acc`` and ``aux_test_acc``.
+    random_labels : bool, default=False
+        The run trained on shuffled labels (the paper's "Mixed" control), for
+        which the paper expects no negative relation: the verdicts say so.
 
     Returns
     -------
@@ -177,15 +180,36 @@ def summarize(records):
             )[0]
             for split in ("train", "test")
         }
-    out["h1"] = _h1_verdict(out["table1"])
+    out["h1"] = _h1_verdict(out["table1"], random_labels)
     out["h2"] = _h2_verdict(out, len(records))
+    if random_labels:
+        out["h2"] += (
+            " (shuffled training labels: the paper makes no H2 claim for this "
+            "control, and test accuracy is measured against the true labels)"
+        )
     return out
 
 
-def _h1_verdict(t1):
+def _h1_verdict(t1, random_labels=False):
     p, s = t1["pearson_train"], t1["spearman_train"]
     if math.isnan(p) or math.isnan(s):
         return "undefined (fewer than 3 checkpoints, or a constant series)"
+    if random_labels:
+        found = (
+            "entropy falls as training accuracy rises"
+            if p < 0 and s < 0
+            else "no negative relation between entropy and training accuracy"
+        )
+        behaves = (
+            "the control does not behave as the paper's: a negative relation "
+            "appears without learnable labels"
+            if p < 0 and s < 0
+            else "the control behaves as the paper's Mixed runs"
+        )
+        return (
+            f"shuffled labels (Mixed), where the paper expects no negative "
+            f"relation; {found} (PCC {p:+.2f}, SCC {s:+.2f}): {behaves}"
+        )
     if p < 0 and s < 0:
         return (
             f"entropy falls as training accuracy rises (PCC {p:+.2f}, SCC {s:+.2f}): "
@@ -681,7 +705,7 @@ def write_report(result, meta, folder):
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    summary = summarize(result.records)
+    summary = summarize(result.records, random_labels=meta.get("random_labels", False))
     paths = {"csv": folder / "checkpoints.csv", "json": folder / "results.json"}
     write_csv(result.records, paths["csv"])
     meta = dict(meta, blocks=result.blocks, figure=None)

@@ -97,6 +97,20 @@ def test_h1_verdict_when_entropy_rises():
     assert "does not hold" in summarize(records)["h1"]
 
 
+def test_verdicts_of_the_mixed_control():
+    # With shuffled labels the paper expects no negative relation, so a
+    # falling entropy is a control that fails, and rising entropy one that works.
+    records = make_records()
+    summary = summarize(records, random_labels=True)
+    assert "does not behave as the paper's" in summary["h1"]
+    assert "no H2 claim" in summary["h2"]
+    for r in records:
+        r["entropy"] = 10.0 * r["checkpoint"]
+    assert (
+        "behaves as the paper's Mixed" in summarize(records, random_labels=True)["h1"]
+    )
+
+
 def test_flatten_record():
     row = flatten_record(make_records(1)[0])
     assert row["class_entropy_1"] == 39.0
