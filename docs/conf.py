@@ -26,7 +26,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "runs", "Thumbs.db", ".DS_Store"]
 templates_path = ["_templates"]
 
 # results.md and performance.md are written from the runs and benchmarks; until

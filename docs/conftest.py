@@ -4,7 +4,7 @@ import pytest
 import torch
 
 collect_ignore = ["conf.py", "conftest.py"]
-collect_ignore_glob = ["_build/*", "generated/*"]
+collect_ignore_glob = ["_build/*", "generated/*", "runs/*"]
 
 
 @pytest.fixture(autouse=True)

@@ -151,7 +151,7 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
     def _build(self, n_features, n_classes):
         sizes = [n_features, *self.hidden_layer_sizes_]
         layers = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=False):
             layers += [nn.Linear(n_in, n_out), nn.ReLU()]
             if self.dropout > 0:
                 layers.append(nn.Dropout(self.dropout))
@@ -184,7 +184,9 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
             )
         self.hidden_layer_sizes_ = self._hidden_sizes(len(self.classes_))
         device = _device.resolve_device(self.device, owner=type(self).__name__)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        seed = int(
+            check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        )
         Xt = _as_finite_float32(X, device)
         yt = torch.as_tensor(y_idx, dtype=torch.int64, device=device)
         n = len(Xt)

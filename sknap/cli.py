@@ -34,11 +34,15 @@ def _demo(args):
     aux_acc = pipe.score(X_test, y_test)
     print("sknap demo: MLP 64-64-32-10 on scikit-learn's digits")
     print(f"  train / test samples      {len(X_train)} / {len(X_test)}")
-    print(f"  neurons (ReLU outputs)    {entropy.n_neurons_in_}"
-          f" ({entropy.n_dead_neurons_} dead)")
+    print(
+        f"  neurons (ReLU outputs)    {entropy.n_neurons_in_}"
+        f" ({entropy.n_dead_neurons_} dead)"
+    )
     print(f"  activation entropy E      {entropy.entropy_:.2f} bits (R={args.n_bins})")
     print(f"  normalized entropy        {entropy.normalized_entropy_:.4f}")
-    for layer, value in entropy.layer_entropy(extractor.get_feature_names_out()).items():
+    for layer, value in entropy.layer_entropy(
+        extractor.get_feature_names_out()
+    ).items():
         print(f"    layer {layer:<20} {value:.2f} bits")
     print(f"  backbone test accuracy    {backbone_acc:.4f}")
     print(f"  auxiliary test accuracy   {aux_acc:.4f}")

@@ -416,7 +416,9 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
                 f"{type(self).__name__} was fitted on {self.n_features_in_} columns."
             )
         totals = {}
-        for name, e in zip(feature_names[: self.n_neurons_in_], self.neuron_entropy_):
+        for name, e in zip(
+            feature_names[: self.n_neurons_in_], self.neuron_entropy_, strict=False
+        ):
             layer = layer_of(name)
             totals[layer] = totals.get(layer, 0.0) + float(e)
         return totals

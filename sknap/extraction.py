@@ -141,7 +141,9 @@ class _Hooks:
             if dest is not None and dest.shape == reduced.shape:
                 reduced = dest.copy_(reduced)
             # A view (any offset, e.g. a callable's t[:, 1:]) shares the storage.
-            elif reduced.untyped_storage().data_ptr() == out.untyped_storage().data_ptr():
+            elif (
+                reduced.untyped_storage().data_ptr() == out.untyped_storage().data_ptr()
+            ):
                 reduced = reduced.clone()
             self.outputs[(name, k)] = reduced
             self.order.append((name, k))
@@ -425,7 +427,9 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                 call, any_call_filter = int(k), True
             if name not in named:
                 close = difflib.get_close_matches(name, list(named), n=3, cutoff=0.6)
-                hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+                hint = (
+                    f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+                )
                 raise ValueError(
                     f"Layer '{name}' given in 'layers' is not a module of the "
                     f"backbone.{hint} sknap.list_layers(backbone) lists the names."
@@ -440,8 +444,10 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         if isinstance(output, (tuple, list, dict)):
             if self.output_key is None:
                 kind = "dict" if isinstance(output, dict) else "tuple"
-                keys = list(output) if isinstance(output, dict) else list(
-                    getattr(output, "_fields", range(len(output)))
+                keys = (
+                    list(output)
+                    if isinstance(output, dict)
+                    else list(getattr(output, "_fields", range(len(output))))
                 )
                 raise ValueError(
                     f"The backbone returned a {kind} ({keys}), not a tensor of class "
@@ -776,7 +782,10 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         if y is None:
             return total, ((x, None) for x in inputs)
         starts = range(0, X.shape[0], self.batch_size)
-        return total, ((x, y[s : s + self.batch_size]) for s, x in zip(starts, inputs))
+        return total, (
+            (x, y[s : s + self.batch_size])
+            for s, x in zip(starts, inputs, strict=False)
+        )
 
     def get_feature_names_out(self, input_features=None):
         """Names of the columns ``transform`` returns.

@@ -49,7 +49,9 @@ def make_mlp(n_features, n_classes, *, hidden=(512, 512), random_state=None):
     with torch.random.fork_rng(devices=[]):
         if random_state is not None:
             torch.manual_seed(random_state)
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        for i, (n_in, n_out) in enumerate(
+            zip(sizes[:-1], sizes[1:], strict=False), start=1
+        ):
             layers[f"fc{i}"] = nn.Linear(n_in, n_out)
             layers[f"relu{i}"] = nn.ReLU()
         layers["out"] = nn.Linear(sizes[-1], n_classes)
@@ -94,9 +96,7 @@ def digits_mlp(*, hidden=(64, 32), epochs=30, test_size=0.5, random_state=0):
         X, y, test_size=test_size, stratify=y, random_state=random_state
     )
     model = make_mlp(64, 10, hidden=hidden, random_state=random_state)
-    train_classifier(
-        model, X_train, y_train, epochs=epochs, random_state=random_state
-    )
+    train_classifier(model, X_train, y_train, epochs=epochs, random_state=random_state)
     return model.eval(), X_train, X_test, y_train, y_test
 
 
@@ -146,7 +146,5 @@ class AnyWidthMLP(nn.Module):
             Class scores.
         """
         x = x.flatten(1)
-        stats = torch.stack(
-            [x.mean(1), x.abs().mean(1), x.amin(1), x.amax(1)], dim=1
-        )
+        stats = torch.stack([x.mean(1), x.abs().mean(1), x.amin(1), x.amax(1)], dim=1)
         return self.out(self.relu1(self.fc1(stats)))

@@ -1,0 +1,114 @@
+"""Fill docs/results.md from the runs' report.md files.
+
+Usage: copy each run's output folder (``sknap reproduce --output DIR``) to
+docs/runs/NAME, then ``python docs/runs/splice.py``.
+
+A line ``<!-- report: NAME SECTION[,SECTION...] -->`` in docs/results.md.in is
+replaced by those sections of results/NAME/report.md (sections are matched by
+the start of their '## ' heading; 'head' is the command, data, machine and wall
+time lines). Copying only: every number comes from the run.
+"""
+
+import re
+import sys
+from pathlib import Path
+
+runs = Path(__file__).resolve().parent
+docs = runs.parent
+
+
+def sections(text):
+    parts = re.split(r"(?m)^## ", text)
+    head = parts[0]
+    out = {"head": head.split("\n", 1)[1].strip()}
+    for part in parts[1:]:
+        title, _, body = part.partition("\n")
+        out[title.strip()] = "### " + title.strip() + "\n" + body.strip()
+    return out
+
+
+def fill(match):
+    name, wanted = match.group(1), match.group(2).split(",")
+    text = (runs / name / "report.md").read_text()
+    found = sections(text)
+    chunks = []
+    for w in wanted:
+        keys = [k for k in found if k.startswith(w)]
+        if not keys:
+            sys.exit(f"{name}: no section {w!r}; have {list(found)}")
+        chunk = found[keys[0]]
+        chunk = chunk.replace("](figure2.png)", f"](figures/{name}.png)")
+        chunks.append(chunk)
+    return "\n\n".join(chunks)
+
+
+# The paper's numbers (Tables 1 and 2), beside the run that stands in for them.
+PAPER = {
+    "mnist5k-fcnn": ("MNIST, FCNN", -0.87, -0.94, 2.1, 1.5),
+    "mnist5k-fcnn-mixed": ("MNIST Mixed, FCNN", 0.22, 0.51, None, None),
+    "fashion-fcnn": ("Fashion MNIST, FCNN", -0.95, -0.99, 0.4, 0.4),
+    "fashion-fcnn-mixed": ("Fashion MNIST Mixed, FCNN", 0.57, 0.67, None, None),
+    "fashion32-resnet18": ("CIFAR-10, ResNet-50", -0.68, -0.67, 0.6, 1.1),
+}
+
+
+def num(v, fmt="{:+.2f}"):
+    return "n/a" if v is None else fmt.format(v)
+
+
+def summary(match):
+    import json
+
+    rows = [
+        "| run | checkpoints | wall time | PCC E~Tr (paper) | SCC E~Tr (paper) "
+        "| PCC E~Te | Avg.Imp. Tr (paper) | Avg.Imp. Te (paper) | PTe > Te "
+        "| Te gain: Y_pred only | Te gain: cross-fitted P | Te gain: LR probe |",
+        "|" + "---|" * 12,
+    ]
+    for name in match.group(1).split(","):
+        p = json.loads((runs / name / "results.json").read_text())
+        s, m = p["summary"], p["meta"]
+        t1, t2, ab = s["table1"], s["table2"], s["ablations"]
+        paper = PAPER.get(name, ("none", None, None, None, None))
+
+        def cite(ours, ref):
+            return f"{num(ours)} ({num(ref)})"
+
+        rows.append(
+            " | ".join(
+                [
+                    f"| `{name}`",
+                    str(s["n_checkpoints"]),
+                    f"{m['wall_time_s'] / 60:.1f} min",
+                    cite(t1["pearson_train"], paper[1]),
+                    cite(t1["spearman_train"], paper[2]),
+                    num(t1["pearson_test"]),
+                    cite(t2["train"]["avg_improvement"], paper[3]),
+                    cite(t2["test"]["avg_improvement"], paper[4]),
+                    f"{t2['test']['wins']}/{s['n_checkpoints']}",
+                    num(ab["ypred"]["test"]["avg_improvement"]),
+                    num(ab["cv_aux"]["test"]["avg_improvement"]),
+                    num(ab["probe"]["test"]["avg_improvement"]),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(rows)
+
+
+def main():
+    template = (runs / "results.md.in").read_text()
+    template = re.sub(r"<!-- summary: (\S+) -->", summary, template)
+    out = re.sub(r"<!-- report: (\S+) (.+?) -->", fill, template)
+    (docs / "results.md").write_text(out)
+    figs = docs / "figures"
+    figs.mkdir(exist_ok=True)
+    for name in re.findall(r"<!-- report: (\S+) .+? -->", template):
+        png = runs / name / "figure2.png"
+        if png.exists():
+            (figs / f"{name}.png").write_bytes(png.read_bytes())
+    print("wrote docs/results.md")
+
+
+if __name__ == "__main__":
+    main()
