@@ -8,11 +8,6 @@ collect_ignore_glob = ["_build/*", "generated/*", "runs/*"]
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # The guide's networks are tiny: on a busy machine torch's intra-op
-    # threads cost far more than they save (seconds instead of milliseconds).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seed():
+    # One torch thread comes from the repository's conftest.py.
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)

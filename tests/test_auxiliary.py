@@ -16,16 +16,6 @@ needs_cuda = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny nets run fastest on one intra-op thread, and on a shared machine
-    # extra OpenMP threads spin against other processes (10x slower seen).
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 @pytest.fixture
 def blobs(rng):
     """Three well separated classes in 4 dimensions, 20 samples each."""

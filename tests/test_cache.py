@@ -15,15 +15,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache_one_thread():
-    # The models are tiny: one torch thread is faster, above all on a busy
-    # machine, where a second OpenMP thread waits for a core at every op.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _empty_cache():
     clear_memory_cache()
     yield
     clear_memory_cache()
-    torch.set_num_threads(threads)
 
 
 class Counter:

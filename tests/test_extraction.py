@@ -22,16 +22,6 @@ needs_cuda = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny nets run fastest on one intra-op thread, and on a shared machine
-    # extra OpenMP threads spin against other processes (10x slower seen).
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 RESNET_WIDTHS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
 RESNET_RELU_BLOCKS = ["relu"] + [
     f"layer{i}.{j}.relu#{k}" for i in range(1, 5) for j in range(2) for k in range(2)

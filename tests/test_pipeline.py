@@ -24,16 +24,6 @@ needs_cuda = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny nets run fastest on one intra-op thread, and on a shared machine
-    # extra OpenMP threads spin against other processes (10x slower seen).
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 @pytest.fixture(scope="module")
 def digits():
     """(model, X_train, X_test, y_train, y_test): a 64-64-32-10 MLP, 30 epochs."""
