@@ -13,8 +13,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _cache, _device, streaming
+from ._hooks import LayerHooks, unit_names
+from ._inputs import (
+    as_batch_tensor,
+    check_finite,
+    check_memory,
+    count_samples,
+    loader_batches,
+)
 from ._layout import PROBA_PREFIX, UNIT_SEPARATOR
-from .exceptions import ActivationMemoryError
 
 __all__ = ["ActivationExtractor", "list_layers"]
 
@@ -43,113 +50,6 @@ def list_layers(backbone):
     ['fc1', 'relu1', 'out']
     """
     return [name for name, _ in backbone.named_modules() if name]
-
-
-def _reduce(output, reduce):
-    """(n_samples, n_units) tensor from one hooked output."""
-    if callable(reduce):
-        reduced = reduce(output)
-        if not isinstance(reduced, torch.Tensor) or reduced.ndim != 2:
-            raise ValueError(
-                "The callable given as 'reduce' must return a 2-D tensor of shape "
-                f"(n_samples, n_units); it returned {type(reduced).__name__} "
-                f"of shape {tuple(getattr(reduced, 'shape', ()))} for an output "
-                f"of shape {tuple(output.shape)}."
-            )
-        return reduced
-    if output.ndim == 1:
-        return output[:, None]
-    if output.ndim == 2:
-        return output
-    if reduce == "flatten":
-        return output.flatten(1)
-    maps = output.flatten(2)
-    if reduce == "mean":
-        return maps.mean(dim=2)
-    if reduce == "max":
-        return maps.amax(dim=2)
-    return (maps > 0).to(output.dtype).mean(dim=2)
-
-
-def _unit_names(block, output_shape, reduce):
-    """Column names of one block, ``block__unit``."""
-    if callable(reduce) or len(output_shape) <= 2 or reduce != "flatten":
-        n_units = output_shape[1] if len(output_shape) > 1 else 1
-        return [f"{block}{UNIT_SEPARATOR}{u}" for u in range(n_units)]
-    return [
-        f"{block}{UNIT_SEPARATOR}{'_'.join(map(str, index))}"
-        for index in np.ndindex(*output_shape[1:])
-    ]
-
-
-class _Hooks:
-    """Forward hooks that record the reduced output of every call of a module.
-
-    A module called several times per forward pass records one block per
-    call. The context manager removes every hook, also after an exception.
-    """
-
-    def __init__(self, modules, reduce, wanted=None):
-        self.modules = modules
-        self.reduce = reduce
-        self.wanted = wanted
-        self.handles = []
-        self.calls = {}
-        self.outputs = {}
-        self.order = []
-        self.shapes = {}
-        # Optional {(name, call): tensor view}: a block is copied straight into
-        # its columns of the caller's rows, instead of cloned then concatenated.
-        self.sink = None
-
-    def __enter__(self):
-        for name, module in self.modules.items():
-            self.handles.append(module.register_forward_hook(self._hook(name)))
-        return self
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
-        return False
-
-    def reset(self):
-        self.calls = {}
-        self.outputs = {}
-        self.order = []
-
-    def _hook(self, name):
-        def hook(module, inputs, output):
-            k = self.calls.get(name, 0)
-            self.calls[name] = k + 1
-            if (
-                self.wanted is not None
-                and (name, k) not in self.wanted
-                and (name, None) not in self.wanted
-            ):
-                return
-            if not isinstance(output, torch.Tensor):
-                raise ValueError(
-                    f"Layer '{name}' returned {type(output).__name__}, not a tensor, "
-                    "so its activations cannot be read. Choose a layer whose output "
-                    "is a tensor (see sknap.list_layers(backbone))."
-                )
-            # Copy: an in-place ReLU after this module would overwrite the output.
-            out = output.detach()
-            reduced = _reduce(out, self.reduce)
-            dest = None if self.sink is None else self.sink.get((name, k))
-            if dest is not None and dest.shape == reduced.shape:
-                reduced = dest.copy_(reduced)
-            # A view (any offset, e.g. a callable's t[:, 1:]) shares the storage.
-            elif (
-                reduced.untyped_storage().data_ptr() == out.untyped_storage().data_ptr()
-            ):
-                reduced = reduced.clone()
-            self.outputs[(name, k)] = reduced
-            self.order.append((name, k))
-            self.shapes[(name, k)] = tuple(out.shape)
-
-        return hook
 
 
 class ActivationExtractor(TransformerMixin, BaseEstimator):
@@ -369,13 +269,13 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             n = X.shape[0]
             starts = range(0, n, self.batch_size)
             return len(starts), (
-                _as_batch_tensor(X[s : s + self.batch_size]) for s in starts
+                as_batch_tensor(X[s : s + self.batch_size]) for s in starts
             )
         try:
             total = len(loader)
         except TypeError:
             total = None
-        return total, _loader_batches(loader)
+        return total, loader_batches(loader)
 
     # -- forward -------------------------------------------------------------
 
@@ -544,7 +444,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             _device.exclusive(backbone),
             _device.EvalMode(backbone),
             torch.no_grad(),
-            _Hooks(modules, self.reduce, wanted) as hooks,
+            LayerHooks(modules, self.reduce, wanted) as hooks,
         ):
             proba = self._forward(
                 backbone, hooks, first, device, _device.float_dtype(backbone)
@@ -570,7 +470,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             (f"{n}{CALL_SEPARATOR}{k}" if counts[n] > 1 else n, hooks.outputs[(n, k)])
             for n, k in hooks.order
         ]
-        _check_finite([*blocks, (None, proba)])
+        check_finite([*blocks, (None, proba)])
         self._calls = list(hooks.order)
         self.n_outputs_ = proba.shape[1]
         if self.n_outputs_ < 2:
@@ -585,7 +485,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         self.layer_shapes_ = {}
         for name, k in hooks.order:
             block = f"{name}{CALL_SEPARATOR}{k}" if counts[name] > 1 else name
-            units = _unit_names(block, hooks.shapes[(name, k)], self.reduce)
+            units = unit_names(block, hooks.shapes[(name, k)], self.reduce)
             if hooks.outputs[(name, k)].shape[1] != len(units):
                 units = [
                     f"{block}{UNIT_SEPARATOR}{u}"
@@ -629,9 +529,9 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         return _cache.cached_transform(self, X, device, self._transform)
 
     def _transform(self, X):
-        n_samples, exact = _n_samples(X)
+        n_samples, exact = count_samples(X)
         n_columns = self.n_neurons_ + self.n_outputs_
-        _check_memory(n_samples, n_columns)
+        check_memory(n_samples, n_columns)
         # Fill one array when the number of samples is known: concatenating a
         # list of batches would hold the result twice at the peak.
         out = np.empty((n_samples, n_columns), dtype=np.float32) if exact else None
@@ -741,7 +641,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                 _device.exclusive(backbone),
                 _device.EvalMode(backbone),
                 torch.no_grad(),
-                _Hooks(modules, self.reduce, wanted) as hooks,
+                LayerHooks(modules, self.reduce, wanted) as hooks,
             ):
                 # The hooks write each block into its columns of `values`.
                 hooks.sink = {
@@ -762,7 +662,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                     if block.data_ptr() != view.data_ptr():
                         view.copy_(block)
                 if not _device.all_finite(values):
-                    _check_finite(zip(block_names, blocks, strict=True))
+                    check_finite(zip(block_names, blocks, strict=True))
             yield values, labels
 
     def _labelled_batches(self, X, y=None):
@@ -777,7 +677,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                 total = len(loader)
             except TypeError:
                 total = None
-            return total, _loader_batches(loader, labelled=True)
+            return total, loader_batches(loader, labelled=True)
         total, inputs = self._batches(X)
         if y is None:
             return total, ((x, None) for x in inputs)
@@ -809,125 +709,3 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.non_deterministic = False
         return tags
-
-
-def _as_batch_tensor(part):
-    """A slice of X as a tensor; read-only memory (a memmap) is copied first,
-    which torch would otherwise warn about."""
-    if isinstance(part, np.ndarray) and not part.flags.writeable:
-        part = part.copy()
-    return torch.as_tensor(part)
-
-
-def _n_samples(X):
-    """(n_samples, exact): how many samples ``X`` yields; n_samples is None if unknown.
-
-    ``exact`` is False where the number is only an estimate (a user's
-    DataLoader may drop the last batch or use any sampler).
-    """
-    if isinstance(X, torch.utils.data.DataLoader):
-        # Its sampler says how many samples it yields (a subset sampler
-        # fewer than the dataset); with a custom batch_sampler it is unknown.
-        if X.batch_size is None:
-            return None, False
-        X = X.sampler
-        exact = False
-    else:
-        exact = not isinstance(X, torch.utils.data.IterableDataset)
-    try:
-        return len(X), exact
-    except TypeError:
-        return None, False
-
-
-def _check_memory(n_samples, n_columns):
-    """Raise before allocating a float32 result that the memory cannot hold."""
-    if n_samples is None:
-        return
-    needed = n_samples * n_columns * 4
-    available = _device.available_memory()
-    if available is None or needed <= available:
-        return
-    raise ActivationMemoryError(
-        f"The activation matrix of {n_samples} samples x {n_columns} columns "
-        f"(float32) needs {_format_bytes(needed)}, but only "
-        f"{_format_bytes(available)} of memory is available. Stream instead: "
-        "ActivationEntropy().fit(extractor.batches(X, y)) and "
-        "ActivationProbabilityFeatures().fit(extractor.batches(X, y)) keep only "
-        "counts, never the whole matrix (see sknap.streaming); or transform X "
-        "in slices, record fewer layers, or use a reduce other than 'flatten'."
-    )
-
-
-def _format_bytes(n):
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "bytes" else f"{n} bytes"
-        n /= 1024
-
-
-def _check_finite(blocks):
-    """Raise when a recorded block, or the output (name None), has NaN or inf."""
-    for name, values in blocks:
-        if not _device.all_finite(values):
-            where = "its output" if name is None else f"layer '{name}'"
-            raise ValueError(
-                f"The backbone produced NaN or infinity in {where} although X is "
-                "finite. Its weights may hold NaN or inf (check "
-                "torch.isfinite(p).all() for p in backbone.parameters()), or its "
-                "activations overflow: scale the inputs as in training, and run a "
-                "float16 backbone in float32 (backbone.float())."
-            )
-
-
-_BATCH_HINT = (
-    "Each item must be a tensor or numpy array, all of one shape, or a tuple "
-    "whose first element is one (images need a transform such as "
-    "torchvision.transforms.ToTensor())."
-)
-
-
-def _loader_batches(loader, labelled=False):
-    """Input tensors of a DataLoader's batches; a batching failure says why.
-
-    With ``labelled``, ``(input, labels)`` pairs: the second element of a
-    ``(x, y, ...)`` batch, or None.
-    """
-    iterator = iter(loader)
-    while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        except (TypeError, RuntimeError) as err:
-            raise TypeError(
-                f"Reading a batch from the Dataset or DataLoader failed: {err}. "
-                + _BATCH_HINT
-            ) from err
-        if labelled:
-            labels = None
-            if isinstance(batch, (tuple, list)) and len(batch) > 1:
-                labels = batch[1]
-            yield _first(batch), labels
-        else:
-            yield _first(batch)
-
-
-def _first(batch):
-    """The input part of a Dataset item or DataLoader batch."""
-    if isinstance(batch, (tuple, list)):
-        batch = batch[0]
-    if isinstance(batch, dict):
-        raise ValueError(
-            "The Dataset yields dicts; ActivationExtractor expects tensors or "
-            "(input, target) tuples. Wrap it so that it yields the input first."
-        )
-    if not isinstance(batch, torch.Tensor):
-        try:
-            batch = torch.as_tensor(np.asarray(batch))
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(
-                f"A batch of type {type(batch).__name__} from the Dataset or "
-                f"DataLoader could not be made into a tensor: {err}. " + _BATCH_HINT
-            ) from err
-    return batch

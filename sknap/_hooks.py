@@ -1,0 +1,115 @@
+"""Forward hooks that record what chosen layers output, reduced to neurons."""
+
+import numpy as np
+import torch
+
+from ._layout import UNIT_SEPARATOR
+
+__all__ = ["LayerHooks", "reduce_output", "unit_names"]
+
+
+def reduce_output(output, reduce):
+    """(n_samples, n_units) tensor from one hooked output."""
+    if callable(reduce):
+        reduced = reduce(output)
+        if not isinstance(reduced, torch.Tensor) or reduced.ndim != 2:
+            raise ValueError(
+                "The callable given as 'reduce' must return a 2-D tensor of shape "
+                f"(n_samples, n_units); it returned {type(reduced).__name__} "
+                f"of shape {tuple(getattr(reduced, 'shape', ()))} for an output "
+                f"of shape {tuple(output.shape)}."
+            )
+        return reduced
+    if output.ndim == 1:
+        return output[:, None]
+    if output.ndim == 2:
+        return output
+    if reduce == "flatten":
+        return output.flatten(1)
+    maps = output.flatten(2)
+    if reduce == "mean":
+        return maps.mean(dim=2)
+    if reduce == "max":
+        return maps.amax(dim=2)
+    return (maps > 0).to(output.dtype).mean(dim=2)
+
+
+def unit_names(block, output_shape, reduce):
+    """Column names of one block, ``block__unit``."""
+    if callable(reduce) or len(output_shape) <= 2 or reduce != "flatten":
+        n_units = output_shape[1] if len(output_shape) > 1 else 1
+        return [f"{block}{UNIT_SEPARATOR}{u}" for u in range(n_units)]
+    return [
+        f"{block}{UNIT_SEPARATOR}{'_'.join(map(str, index))}"
+        for index in np.ndindex(*output_shape[1:])
+    ]
+
+
+class LayerHooks:
+    """Forward hooks that record the reduced output of every call of a module.
+
+    A module called several times per forward pass records one block per
+    call. The context manager removes every hook, also after an exception.
+    """
+
+    def __init__(self, modules, reduce, wanted=None):
+        self.modules = modules
+        self.reduce = reduce
+        self.wanted = wanted
+        self.handles = []
+        self.calls = {}
+        self.outputs = {}
+        self.order = []
+        self.shapes = {}
+        # Optional {(name, call): tensor view}: a block is copied straight into
+        # its columns of the caller's rows, instead of cloned then concatenated.
+        self.sink = None
+
+    def __enter__(self):
+        for name, module in self.modules.items():
+            self.handles.append(module.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        return False
+
+    def reset(self):
+        self.calls = {}
+        self.outputs = {}
+        self.order = []
+
+    def _hook(self, name):
+        def hook(module, inputs, output):
+            k = self.calls.get(name, 0)
+            self.calls[name] = k + 1
+            if (
+                self.wanted is not None
+                and (name, k) not in self.wanted
+                and (name, None) not in self.wanted
+            ):
+                return
+            if not isinstance(output, torch.Tensor):
+                raise ValueError(
+                    f"Layer '{name}' returned {type(output).__name__}, not a tensor, "
+                    "so its activations cannot be read. Choose a layer whose output "
+                    "is a tensor (see sknap.list_layers(backbone))."
+                )
+            # Copy: an in-place ReLU after this module would overwrite the output.
+            out = output.detach()
+            reduced = reduce_output(out, self.reduce)
+            dest = None if self.sink is None else self.sink.get((name, k))
+            if dest is not None and dest.shape == reduced.shape:
+                reduced = dest.copy_(reduced)
+            # A view (any offset, e.g. a callable's t[:, 1:]) shares the storage.
+            elif (
+                reduced.untyped_storage().data_ptr() == out.untyped_storage().data_ptr()
+            ):
+                reduced = reduced.clone()
+            self.outputs[(name, k)] = reduced
+            self.order.append((name, k))
+            self.shapes[(name, k)] = tuple(out.shape)
+
+        return hook
