@@ -34,15 +34,18 @@ def reduce_output(output, reduce):
     return (maps > 0).to(output.dtype).mean(dim=2)
 
 
-def unit_names(block, output_shape, reduce):
-    """Column names of one block, ``block__unit``."""
-    if callable(reduce) or len(output_shape) <= 2 or reduce != "flatten":
-        n_units = output_shape[1] if len(output_shape) > 1 else 1
-        return [f"{block}{UNIT_SEPARATOR}{u}" for u in range(n_units)]
-    return [
-        f"{block}{UNIT_SEPARATOR}{'_'.join(map(str, index))}"
-        for index in np.ndindex(*output_shape[1:])
-    ]
+def unit_names(block, output_shape, reduce, n_units):
+    """Column names of one block, ``block__unit``.
+
+    ``n_units`` is the width after reduction; with ``reduce="flatten"`` a unit
+    is named by its index in the raw output, ``channel_row_col``.
+    """
+    if reduce == "flatten" and len(output_shape) > 2:
+        return [
+            f"{block}{UNIT_SEPARATOR}{'_'.join(map(str, index))}"
+            for index in np.ndindex(*output_shape[1:])
+        ]
+    return [f"{block}{UNIT_SEPARATOR}{u}" for u in range(n_units)]
 
 
 class LayerHooks:

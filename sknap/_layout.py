@@ -24,6 +24,20 @@ PROBA_PREFIX = "proba_"
 UNIT_SEPARATOR = "__"
 
 
+def _fixed_n_classes(estimator):
+    """``estimator.n_classes`` when it is an int, else None."""
+    n_classes = estimator.n_classes
+    if isinstance(n_classes, Integral) and not isinstance(n_classes, bool):
+        return int(n_classes)
+    return None
+
+
+def _named_proba(estimator):
+    """Whether the input's feature names mark a probability block."""
+    names = getattr(estimator, "feature_names_in_", None)
+    return names is not None and any(str(f).startswith(PROBA_PREFIX) for f in names)
+
+
 def resolve_n_classes(estimator, n_features, y=None):
     """Number of trailing probability columns in the input of ``estimator``.
 
@@ -31,20 +45,16 @@ def resolve_n_classes(estimator, n_features, y=None):
     is set when the input carried names.
     """
     name = type(estimator).__name__
-    n_classes = estimator.n_classes
-    if isinstance(n_classes, Integral) and not isinstance(n_classes, bool):
-        n_proba = int(n_classes)
-    elif getattr(estimator, "feature_names_in_", None) is not None and any(
-        str(f).startswith(PROBA_PREFIX) for f in estimator.feature_names_in_
-    ):
+    n_proba = _fixed_n_classes(estimator)
+    if n_proba is None and _named_proba(estimator):
         n_proba = 0
         for feature in estimator.feature_names_in_[::-1]:
             if not str(feature).startswith(PROBA_PREFIX):
                 break
             n_proba += 1
-    elif y is not None:
+    elif n_proba is None and y is not None:
         n_proba = len(np.unique(y))
-    else:
+    elif n_proba is None:
         raise ValueError(
             f"{name} cannot tell how many of the last columns of X are class "
             "probabilities: n_classes='auto' needs y, or feature names with the "
@@ -65,11 +75,7 @@ def resolve_n_classes(estimator, n_features, y=None):
 
 def _n_classes_from_y(estimator):
     """Whether ``resolve_n_classes`` took the number of classes in y."""
-    n_classes = estimator.n_classes
-    if isinstance(n_classes, Integral) and not isinstance(n_classes, bool):
-        return False
-    names = getattr(estimator, "feature_names_in_", None)
-    return names is None or not any(str(f).startswith(PROBA_PREFIX) for f in names)
+    return _fixed_n_classes(estimator) is None and not _named_proba(estimator)
 
 
 def _softmax_width(X, atol):

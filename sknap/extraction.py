@@ -21,7 +21,7 @@ from ._inputs import (
     count_samples,
     loader_batches,
 )
-from ._layout import PROBA_PREFIX, UNIT_SEPARATOR
+from ._layout import PROBA_PREFIX
 
 __all__ = ["ActivationExtractor", "list_layers"]
 
@@ -257,25 +257,32 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_min_features=1
         )
 
-    def _batches(self, X):
-        """Yield input batches as tensors, with the total number of batches."""
-        if isinstance(X, torch.utils.data.DataLoader):
+    def _batches(self, X, y=None, labelled=False):
+        """(number of batches or None, iterator of input batches as tensors).
+
+        With ``labelled``, the iterator yields ``(input, labels)`` pairs: the
+        slices of ``y`` for arrays, the second element of a Dataset's items.
+        """
+        if isinstance(X, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
             loader = X
-        elif isinstance(X, torch.utils.data.Dataset):
-            loader = torch.utils.data.DataLoader(
-                X, batch_size=self.batch_size, shuffle=False
-            )
-        else:
-            n = X.shape[0]
-            starts = range(0, n, self.batch_size)
-            return len(starts), (
-                as_batch_tensor(X[s : s + self.batch_size]) for s in starts
-            )
-        try:
-            total = len(loader)
-        except TypeError:
-            total = None
-        return total, loader_batches(loader)
+            if not isinstance(X, torch.utils.data.DataLoader):
+                loader = torch.utils.data.DataLoader(
+                    X, batch_size=self.batch_size, shuffle=False
+                )
+            try:
+                total = len(loader)
+            except TypeError:
+                total = None
+            return total, loader_batches(loader, labelled=labelled)
+        starts = range(0, X.shape[0], self.batch_size)
+        inputs = (as_batch_tensor(X[s : s + self.batch_size]) for s in starts)
+        if not labelled:
+            return len(starts), inputs
+        if y is None:
+            return len(starts), ((x, None) for x in inputs)
+        return len(starts), (
+            (x, y[s : s + self.batch_size]) for s, x in zip(starts, inputs, strict=True)
+        )
 
     # -- forward -------------------------------------------------------------
 
@@ -377,15 +384,16 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             return output.exp()
         return output
 
-    def _forward(self, backbone, hooks, batch, device, dtype):
+    def _input_layout(self, backbone, device):
+        """Keyword arguments of ``_device.to_device``, decided once per pass."""
+        return {
+            "pin": _device.use_pinned_memory(self.pin_memory, device),
+            "channels_last": _device.use_channels_last(self.channels_last, backbone),
+        }
+
+    def _forward(self, backbone, hooks, batch, device, dtype, layout):
         hooks.reset()
-        batch = _device.to_device(
-            batch,
-            device,
-            dtype,
-            pin=_device.use_pinned_memory(self.pin_memory, device),
-            channels_last=_device.use_channels_last(self.channels_last, backbone),
-        )
+        batch = _device.to_device(batch, device, dtype, **layout)
         if not _device.all_finite(batch):
             raise ValueError(
                 "Input X contains NaN or infinity, or values beyond the range of "
@@ -447,7 +455,12 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             LayerHooks(modules, self.reduce, wanted) as hooks,
         ):
             proba = self._forward(
-                backbone, hooks, first, device, _device.float_dtype(backbone)
+                backbone,
+                hooks,
+                first,
+                device,
+                _device.float_dtype(backbone),
+                self._input_layout(backbone, device),
             )
         for name, k in sorted(wanted or (), key=str):
             n_calls = hooks.calls.get(name, 0)
@@ -465,12 +478,12 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             )
         # Name blocks by the module's total calls, so that 'relu#1' selected
         # alone keeps its '#1'.
-        counts = hooks.calls
-        blocks = [
-            (f"{n}{CALL_SEPARATOR}{k}" if counts[n] > 1 else n, hooks.outputs[(n, k)])
+        block_names = [
+            f"{n}{CALL_SEPARATOR}{k}" if hooks.calls[n] > 1 else n
             for n, k in hooks.order
         ]
-        check_finite([*blocks, (None, proba)])
+        outputs = [hooks.outputs[call] for call in hooks.order]
+        check_finite([*zip(block_names, outputs, strict=True), (None, proba)])
         self._calls = list(hooks.order)
         self.n_outputs_ = proba.shape[1]
         if self.n_outputs_ < 2:
@@ -483,17 +496,12 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             )
         names, self.layer_names_, self.layer_slices_ = [], [], {}
         self.layer_shapes_ = {}
-        for name, k in hooks.order:
-            block = f"{name}{CALL_SEPARATOR}{k}" if counts[name] > 1 else name
-            units = unit_names(block, hooks.shapes[(name, k)], self.reduce)
-            if hooks.outputs[(name, k)].shape[1] != len(units):
-                units = [
-                    f"{block}{UNIT_SEPARATOR}{u}"
-                    for u in range(hooks.outputs[(name, k)].shape[1])
-                ]
+        for block, call, values in zip(block_names, hooks.order, outputs, strict=True):
+            shape = hooks.shapes[call]
+            units = unit_names(block, shape, self.reduce, values.shape[1])
             self.layer_names_.append(block)
             self.layer_slices_[block] = slice(len(names), len(names) + len(units))
-            self.layer_shapes_[block] = hooks.shapes[(name, k)][1:]
+            self.layer_shapes_[block] = shape[1:]
             names.extend(units)
         self.n_neurons_ = len(names)
         classes = (
@@ -615,11 +623,8 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         backbone = _device.on_device(self.backbone, device)
         modules, wanted = self._resolve_modules(backbone)
         dtype = _device.float_dtype(backbone)
-        if labelled:
-            total, batches = self._labelled_batches(X, y)
-        else:
-            total, inputs = self._batches(X)
-            batches = ((x, None) for x in inputs)
+        total, batches = self._batches(X, y, labelled=True)
+        layout = self._input_layout(backbone, device)
         block_names = [*self.layer_names_, None]
         slices = [self.layer_slices_[b] for b in self.layer_names_]
         slices.append(self.layer_slices_["proba"])
@@ -648,7 +653,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                     call: values[:, sl]
                     for call, sl in zip(self._calls, slices, strict=False)
                 }
-                proba = self._forward(backbone, hooks, batch, device, dtype)
+                proba = self._forward(backbone, hooks, batch, device, dtype, layout)
                 if hooks.order != self._calls:
                     raise ValueError(
                         "The layers ran in a different order or number of calls than "
@@ -664,28 +669,6 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                 if not _device.all_finite(values):
                     check_finite(zip(block_names, blocks, strict=True))
             yield values, labels
-
-    def _labelled_batches(self, X, y=None):
-        """(number of batches or None, iterator of (input batch, labels))."""
-        if isinstance(X, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
-            loader = X
-            if not isinstance(X, torch.utils.data.DataLoader):
-                loader = torch.utils.data.DataLoader(
-                    X, batch_size=self.batch_size, shuffle=False
-                )
-            try:
-                total = len(loader)
-            except TypeError:
-                total = None
-            return total, loader_batches(loader, labelled=True)
-        total, inputs = self._batches(X)
-        if y is None:
-            return total, ((x, None) for x in inputs)
-        starts = range(0, X.shape[0], self.batch_size)
-        return total, (
-            (x, y[s : s + self.batch_size])
-            for s, x in zip(starts, inputs, strict=False)
-        )
 
     def get_feature_names_out(self, input_features=None):
         """Names of the columns ``transform`` returns.

@@ -51,11 +51,7 @@ def activation_probability(A, y_idx, n_classes, alpha=0.0):
     onehot = np.zeros((len(y_idx), n_classes))
     onehot[np.arange(len(y_idx)), y_idx] = 1.0
     active = onehot.T @ (A > 0)
-    n_c = onehot.sum(axis=0)[:, None]
-    denominator = n_c + 2.0 * alpha
-    with np.errstate(invalid="ignore", divide="ignore"):
-        P = np.where(denominator > 0, (active + alpha) / denominator, 0.0)
-    return P
+    return _stream_fit.probability_from_counts(active, onehot.sum(axis=0), alpha)
 
 
 def proposed_proba(A, proba, P):
