@@ -8,7 +8,6 @@ from .exceptions import ActivationMemoryError
 
 __all__ = [
     "BATCH_HINT",
-    "as_batch_tensor",
     "check_finite",
     "check_memory",
     "count_samples",
@@ -16,14 +15,6 @@ __all__ = [
     "format_bytes",
     "loader_batches",
 ]
-
-
-def as_batch_tensor(part):
-    """A slice of X as a tensor; read-only memory (a memmap) is copied first,
-    which torch would otherwise warn about."""
-    if isinstance(part, np.ndarray) and not part.flags.writeable:
-        part = part.copy()
-    return torch.as_tensor(part)
 
 
 def count_samples(X):

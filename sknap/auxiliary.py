@@ -14,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _device
+from ._histogram import as_tensor
 
 __all__ = ["AuxiliaryClassifier"]
 
@@ -270,10 +271,7 @@ def _as_finite_float32(X, device):
     """``X`` as a float32 tensor; an error where a value does not fit float32."""
     with np.errstate(over="ignore"):  # checked below, with a clearer message
         X = np.asarray(X, dtype=np.float32)
-    if not X.flags.writeable:
-        # torch warns on read-only memory (a memmap, say); it is only read here.
-        X = X.copy()
-    Xt = torch.as_tensor(X, device=device)
+    Xt = as_tensor(X).to(device)
     if not torch.isfinite(Xt).all():
         raise ValueError(
             "X has values beyond the range of float32 (largest "

@@ -13,9 +13,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _cache, _device, streaming
+from ._histogram import as_tensor
 from ._hooks import LayerHooks, unit_names
 from ._inputs import (
-    as_batch_tensor,
     check_finite,
     check_memory,
     count_samples,
@@ -275,7 +275,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                 total = None
             return total, loader_batches(loader, labelled=labelled)
         starts = range(0, X.shape[0], self.batch_size)
-        inputs = (as_batch_tensor(X[s : s + self.batch_size]) for s in starts)
+        inputs = (as_tensor(X[s : s + self.batch_size]) for s in starts)
         if not labelled:
             return len(starts), inputs
         if y is None:
