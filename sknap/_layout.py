@@ -24,7 +24,7 @@ PROBA_PREFIX = "proba_"
 UNIT_SEPARATOR = "__"
 
 
-def _fixed_n_classes(estimator):
+def fixed_n_classes(estimator):
     """``estimator.n_classes`` when it is an int, else None."""
     n_classes = estimator.n_classes
     if isinstance(n_classes, Integral) and not isinstance(n_classes, bool):
@@ -38,6 +38,16 @@ def _named_proba(estimator):
     return names is not None and any(str(f).startswith(PROBA_PREFIX) for f in names)
 
 
+def trailing_proba_columns(names):
+    """How many of the last ``names`` carry the ``proba_`` prefix."""
+    count = 0
+    for name in names[::-1]:
+        if not str(name).startswith(PROBA_PREFIX):
+            break
+        count += 1
+    return count
+
+
 def resolve_n_classes(estimator, n_features, y=None):
     """Number of trailing probability columns in the input of ``estimator``.
 
@@ -45,13 +55,9 @@ def resolve_n_classes(estimator, n_features, y=None):
     is set when the input carried names.
     """
     name = type(estimator).__name__
-    n_proba = _fixed_n_classes(estimator)
+    n_proba = fixed_n_classes(estimator)
     if n_proba is None and _named_proba(estimator):
-        n_proba = 0
-        for feature in estimator.feature_names_in_[::-1]:
-            if not str(feature).startswith(PROBA_PREFIX):
-                break
-            n_proba += 1
+        n_proba = trailing_proba_columns(estimator.feature_names_in_)
     elif n_proba is None and y is not None:
         n_proba = len(np.unique(y))
     elif n_proba is None:
@@ -75,7 +81,7 @@ def resolve_n_classes(estimator, n_features, y=None):
 
 def _n_classes_from_y(estimator):
     """Whether ``resolve_n_classes`` took the number of classes in y."""
-    return _fixed_n_classes(estimator) is None and not _named_proba(estimator)
+    return fixed_n_classes(estimator) is None and not _named_proba(estimator)
 
 
 def _softmax_width(X, atol):

@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 
 from . import _histogram
-from ._layout import PROBA_PREFIX, resolve_n_classes
+from ._layout import fixed_n_classes, resolve_n_classes, trailing_proba_columns
 from .exceptions import EmptyClassWarning
-from .streaming import NeuronStatistics, _check_reiterable
+from .streaming import NeuronStatistics, _two_passes
 
 __all__ = ["fit_entropy", "fit_probabilities", "probability_from_counts"]
 
@@ -21,14 +21,9 @@ __all__ = ["fit_entropy", "fit_probabilities", "probability_from_counts"]
 def _layout(estimator, stats):
     """(n_neurons, n_proba): activation and probability columns of ``stats``."""
     n_columns = stats.n_neurons_
-    n_classes = estimator.n_classes
     names = stats.feature_names
-    if not isinstance(n_classes, int | np.integer) and names is not None:
-        trailing = 0
-        for name in names[::-1]:
-            if not str(name).startswith(PROBA_PREFIX):
-                break
-            trailing += 1
+    if fixed_n_classes(estimator) is None and names is not None:
+        trailing = trailing_proba_columns(names)
         if trailing:
             return n_columns - trailing, trailing
     n_proba = resolve_n_classes(estimator, n_columns, stats.classes_)
@@ -36,7 +31,11 @@ def _layout(estimator, stats):
 
 
 def _reset(estimator, stats):
-    """Forget the column names of an earlier fit; set ``n_features_in_``."""
+    """Forget the column names of an earlier fit; set ``n_features_in_``.
+
+    Called before :func:`_layout`, which must not read the names of an
+    earlier in-memory fit.
+    """
     if hasattr(estimator, "feature_names_in_"):
         del estimator.feature_names_in_
     estimator.n_features_in_ = stats.n_neurons_
@@ -52,15 +51,13 @@ def _statistics(estimator, X, y, second_pass):
     if isinstance(X, NeuronStatistics):
         stats = X
     elif second_pass:
-        name = f"{type(estimator).__name__}.fit"
-        _check_reiterable(X, name)
-        stats = NeuronStatistics().update_from(X)
-        if stats.class_max_ is not None:
-            stats = stats.begin_histograms(
-                estimator.n_bins,
-                binning=estimator.binning,
-                per_class=estimator.per_class,
-            ).update_from(X)
+        stats = _two_passes(
+            X,
+            f"{type(estimator).__name__}.fit",
+            estimator.n_bins,
+            estimator.binning,
+            estimator.per_class,
+        )
     else:
         stats = NeuronStatistics().update_from(X)
     if stats.class_max_ is None:
@@ -86,8 +83,8 @@ def fit_entropy(estimator, X, y=None):
             f"n_bins={estimator.n_bins}, binning={estimator.binning!r}. Use the "
             "same values in begin_histograms and in ActivationEntropy."
         )
-    n, n_proba = _layout(estimator, stats)
     _reset(estimator, stats)
+    n, n_proba = _layout(estimator, stats)
     estimator.n_classes_in_ = n_proba
     estimator.n_neurons_in_ = n
     counts = stats.hist_[:n].cpu()
@@ -106,6 +103,19 @@ def fit_entropy(estimator, X, y=None):
         estimator.class_entropy_ = estimator.class_neuron_entropy_.sum(axis=1)
     estimator.selected_neurons_ = estimator._select()
     return estimator
+
+
+def warn_empty_classes(classes, class_count, stacklevel=2):
+    """EmptyClassWarning naming the classes without a training sample."""
+    if (class_count == 0).any():
+        missing = classes[class_count == 0].tolist()
+        warnings.warn(
+            f"Classes {missing} have no training sample, so their activation "
+            "probabilities are 0 (or alpha-smoothed) and Y_proposed never "
+            "favours them. Set alpha > 0 or add samples of those classes.",
+            EmptyClassWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def probability_from_counts(active, class_count, alpha=0.0):
@@ -128,8 +138,8 @@ def fit_probabilities(estimator, X, y=None):
             "ActivationProbabilityFeatures needs class labels: yield "
             "(activations, labels) pairs, e.g. ActivationExtractor.batches(X, y)."
         )
-    n, n_proba = _layout(estimator, stats)
     _reset(estimator, stats)
+    n, n_proba = _layout(estimator, stats)
     estimator.n_neurons_in_ = n
     classes, rows = estimator._encode(stats.classes_)
     class_count = np.zeros(len(classes), dtype=np.int64)
@@ -138,15 +148,7 @@ def fit_probabilities(estimator, X, y=None):
     active[rows] = stats.active_count_[:, :n].cpu().numpy()
     estimator.classes_ = classes
     estimator.class_count_ = class_count
-    if (class_count == 0).any():
-        missing = classes[class_count == 0].tolist()
-        warnings.warn(
-            f"Classes {missing} have no training sample, so their activation "
-            "probabilities are 0 (or alpha-smoothed) and Y_proposed never "
-            "favours them. Set alpha > 0 or add samples of those classes.",
-            EmptyClassWarning,
-            stacklevel=4,
-        )
+    warn_empty_classes(classes, class_count, stacklevel=4)
     estimator.activation_probability_ = probability_from_counts(
         active, class_count, estimator.alpha
     )

@@ -1,6 +1,5 @@
 """Activation probabilities and the proposed prediction (Section 5.2, Eq. 14-16)."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,7 +11,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _stream_fit, streaming
 from ._layout import PROBA_PREFIX, check_probability_block, resolve_n_classes
-from .exceptions import EmptyClassWarning
 
 __all__ = ["ActivationProbabilityFeatures", "activation_probability", "proposed_proba"]
 
@@ -280,15 +278,7 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         self.classes_, y_idx = self._encode(y)
         check_probability_block(self, X[:, self.n_neurons_in_ :], X=X)
         self.class_count_ = np.bincount(y_idx, minlength=len(self.classes_))
-        if (self.class_count_ == 0).any():
-            missing = self.classes_[self.class_count_ == 0].tolist()
-            warnings.warn(
-                f"Classes {missing} have no training sample, so their activation "
-                "probabilities are 0 (or alpha-smoothed) and Y_proposed never "
-                "favours them. Set alpha > 0 or add samples of those classes.",
-                EmptyClassWarning,
-                stacklevel=2,
-            )
+        _stream_fit.warn_empty_classes(self.classes_, self.class_count_, stacklevel=2)
         self.activation_probability_ = self._fit_probability(
             X, y_idx, len(self.classes_)
         )
