@@ -215,8 +215,6 @@ class NeuronStatistics:
                     "(activations, labels) pairs for every batch, or for none."
                 )
             self._labelled = False
-            if self.class_max_ is None:
-                return None
             return torch.zeros(n_rows, dtype=torch.int64, device=self.device)
         if self._labelled is False:
             raise ValueError(
@@ -224,8 +222,7 @@ class NeuronStatistics:
                 "(activations, labels) pairs for every batch, or for none."
             )
         self._labelled = True
-        labels = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
-        labels = np.asarray(labels)
+        labels = np.asarray(_to_numpy(y))
         if labels.ndim != 1 or len(labels) != n_rows:
             raise ValueError(
                 f"A batch has {n_rows} rows but its labels have shape "
@@ -271,12 +268,10 @@ class NeuronStatistics:
     def _update(self, A, y, check_finite):
         A = _check_batch(A, self.n_neurons_, check_finite)
         if self.class_max_ is None:
-            labelled = y is not None
-            n_classes = len(np.unique(np.asarray(_to_numpy(y)))) if labelled else 1
-            self._allocate(A.shape[1], n_classes, A.device)
-            if labelled:
-                self.classes_ = np.unique(np.asarray(_to_numpy(y)))
-                self._labelled = True
+            # No class rows yet when labelled: _class_index adds them.
+            if y is not None:
+                self.classes_ = np.asarray(_to_numpy(y))[:0]
+            self._allocate(A.shape[1], 0 if y is not None else 1, A.device)
         A = A.to(self.device, non_blocking=True)
         rows = self._class_index(y, A.shape[0])
         if self.second_pass:
@@ -725,9 +720,17 @@ def compute_statistics(batches, *, n_bins=10, binning="right", per_class=True):
     >>> entropy.neuron_entropy_.shape
     (3,)
     """
-    _check_reiterable(batches, "compute_statistics")
+    stats = _two_passes(batches, "compute_statistics", n_bins, binning, per_class)
+    if not stats.second_pass:
+        raise ValueError("The batches are empty: there is nothing to count.")
+    return stats
+
+
+def _two_passes(batches, what, n_bins, binning, per_class):
+    """Second-pass statistics of ``batches``; the empty first pass if no batch."""
+    _check_reiterable(batches, what)
     first = NeuronStatistics().update_from(batches)
     if first.class_max_ is None:
-        raise ValueError("The batches are empty: there is nothing to count.")
+        return first
     second = first.begin_histograms(n_bins, binning=binning, per_class=per_class)
     return second.update_from(batches)

@@ -148,6 +148,22 @@ ENTROPY_ATTRIBUTES = [
 ]
 
 
+def _assert_fits_equal(entropy_source, proba_source, X, y, n_bins):
+    """Fits from streamed sources equal the in-memory fits on ``(X, y)``.
+
+    Returns the in-memory ActivationEntropy.
+    """
+    expected = ActivationEntropy(n_bins=n_bins).fit(X, y)
+    fitted = ActivationEntropy(n_bins=n_bins).fit(entropy_source)
+    for name in ENTROPY_ATTRIBUTES:
+        assert_array_equal(getattr(fitted, name), getattr(expected, name), name)
+    assert_array_equal(
+        ActivationProbabilityFeatures().fit(proba_source).activation_probability_,
+        ActivationProbabilityFeatures().fit(X, y).activation_probability_,
+    )
+    return expected
+
+
 @pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("binning", ["right", "reference"])
@@ -209,6 +225,26 @@ def test_streamed_fit_from_a_dataloader(rng):
     assert_array_equal(streamed.class_neuron_entropy_, expected.class_neuron_entropy_)
 
 
+@pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+@pytest.mark.filterwarnings("ignore::sknap.EmptyClassWarning")
+@pytest.mark.parametrize(
+    "Estimator", [ActivationEntropy, ActivationProbabilityFeatures]
+)
+def test_streamed_refit_ignores_names_of_an_earlier_fit(rng, Estimator):
+    # An in-memory fit on named columns, then a streamed one without names:
+    # the names must not decide the second fit's probability block.
+    pd = pytest.importorskip("pandas")
+    X, y = _data(rng, n_classes=3)
+    y[y == 2] = 1  # two classes in y, three probability columns named in X
+    columns = [f"a{j}" for j in range(25)] + ["proba_0", "proba_1", "proba_2"]
+    fresh = Estimator().fit(_shards(X, y))
+    refit = Estimator().fit(pd.DataFrame(X, columns=columns), y)
+    assert refit.n_neurons_in_ == 25
+    refit.fit(_shards(X, y))
+    assert refit.n_neurons_in_ == fresh.n_neurons_in_ == 26
+    assert not hasattr(refit, "feature_names_in_")
+
+
 def test_streamed_fit_errors(rng):
     X, y = _data(rng)
     with pytest.raises(TypeError, match="two passes"):
@@ -248,15 +284,7 @@ def test_merged_shards_equal_one_fit(rng):
     assert merged.n_samples_ == len(X)
     shards = [merged.begin_histograms(6).update_from(p) for p in parts]
     total = shards[1] + shards[0]
-    expected = ActivationEntropy(n_bins=6).fit(X, y)
-    fitted = ActivationEntropy(n_bins=6).fit(total)
-    for name in ENTROPY_ATTRIBUTES:
-        assert_array_equal(getattr(fitted, name), getattr(expected, name), name)
-    p = ActivationProbabilityFeatures().fit(merged)
-    assert_array_equal(
-        p.activation_probability_,
-        ActivationProbabilityFeatures().fit(X, y).activation_probability_,
-    )
+    _assert_fits_equal(total, merged, X, y, n_bins=6)
     # Second passes that started from different first passes do not merge.
     alone = passes[0].begin_histograms(6).update_from(parts[0])
     with pytest.raises(ValueError, match="different first passes"):
@@ -287,7 +315,12 @@ def test_statistics_pickle(rng):
     stats = compute_statistics(_shards(X, y), n_bins=4)
     again = pickle.loads(pickle.dumps(stats))
     assert torch.equal(again.hist_, stats.hist_)
+    assert torch.equal(again.class_hist_, stats.class_hist_)
+    assert torch.equal(again.active_count_, stats.active_count_)
     assert_array_equal(again.classes_, stats.classes_)
+    # The thresholds are rebuilt after loading: counting goes on as before.
+    batch = _shards(X, y)[0]
+    assert torch.equal(again.update(*batch).hist_, stats.update(*batch).hist_)
 
 
 @CUDA
@@ -324,15 +357,7 @@ def test_extractor_batches_fit_equals_transform_fit(mlp_data):
     batches = extractor.batches(X, y)
     rows = np.concatenate([b.numpy() for b, _ in batches])
     assert_array_equal(rows, Z)
-    expected = ActivationEntropy(n_bins=5).fit(Z, y)
-    streamed = ActivationEntropy(n_bins=5).fit(batches)
-    for name in ENTROPY_ATTRIBUTES:
-        assert_array_equal(getattr(streamed, name), getattr(expected, name), name)
-    p = ActivationProbabilityFeatures().fit(batches)
-    assert_array_equal(
-        p.activation_probability_,
-        ActivationProbabilityFeatures().fit(Z, y).activation_probability_,
-    )
+    expected = _assert_fits_equal(batches, batches, Z, y, n_bins=5)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)),
         batch_size=50,
