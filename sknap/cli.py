@@ -56,6 +56,8 @@ def _machine(device):
 
     import torch
 
+    from ._device import resolve_device
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -65,11 +67,10 @@ def _machine(device):
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    where = str(device)
-    if where == "auto":
-        where = "cuda" if torch.cuda.is_available() else "cpu"
-    if where.startswith("cuda"):
-        where = f"{where} ({torch.cuda.get_device_name()})"
+    resolved = resolve_device(device, owner="sknap reproduce")
+    where = str(resolved)
+    if resolved.type == "cuda":
+        where = f"{where} ({torch.cuda.get_device_name(resolved)})"
     return (
         f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
         f"device {where}; torch {torch.__version__}, Python "
@@ -78,6 +79,7 @@ def _machine(device):
 
 
 def _reproduce(args, argv):
+    import os
     import shlex
 
     import torch
@@ -136,8 +138,6 @@ def _reproduce(args, argv):
         f"{data.input_shape}, {args.checkpoints} checkpoints x "
         f"{args.epochs_per_checkpoint} epoch(s) -> {folder}"
     )
-    import os
-
     os.makedirs(folder, exist_ok=True)
     partial = []
 

@@ -160,12 +160,9 @@ def read_idx(path):
 
 
 def _find_idx(folder, stem):
-    for name in (stem, stem + ".gz"):
-        if (folder / name).is_file():
-            return folder / name
     # Some copies spell the separator with a dot (train-images.idx3-ubyte).
     dotted = stem.replace("-idx", ".idx")
-    for name in (dotted, dotted + ".gz"):
+    for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
         if (folder / name).is_file():
             return folder / name
     return None

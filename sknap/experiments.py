@@ -376,7 +376,7 @@ def evaluate_checkpoint(model, data, settings, *, progress=False):
         progress=progress,
     )
     Z_train, extractor = extract(model, data.X_train, **kwargs)
-    Z_test, _ = extract(model, data.X_test, **kwargs)
+    Z_test = extractor.transform(data.X_test)
     names = extractor.get_feature_names_out()
     blocks = {k: select_blocks(extractor.layer_names_, k) for k in LAYER_CHOICES}
     record = {
@@ -462,8 +462,7 @@ def run_sweep(model, data, settings=None, *, progress=True, on_checkpoint=None):
     [1, 2]
     """
     settings = settings or SweepSettings()
-    if settings.layers not in LAYER_CHOICES:
-        select_blocks([], settings.layers)
+    select_blocks([], settings.layers)  # Raises on an unknown choice.
     k = int(settings.epochs_per_checkpoint)
     if settings.n_checkpoints < 1 or k < 1:
         raise ValueError(

@@ -173,7 +173,7 @@ class ActivationMonitor:
         self.epoch = int(epoch) - 1
         return self.epoch_end(model)
 
-    def _extract(self, model, X):
+    def _extractor(self, model):
         device = self.device if self.device is not None else module_device(model)
         extractor = ActivationExtractor(
             model,
@@ -182,8 +182,7 @@ class ActivationMonitor:
             batch_size=self.batch_size,
             device=device,
         )
-        extractor.fit(X[:2])
-        return extractor.transform(X), extractor
+        return extractor.fit(self.X[:2])
 
     def measure(self, model, **extra):
         """Measure now, whatever the counters say, and append to ``history``.
@@ -200,7 +199,8 @@ class ActivationMonitor:
         record : dict
             The measurement, also appended to ``history``.
         """
-        Z, extractor = self._extract(model, self.X)
+        extractor = self._extractor(model)
+        Z = extractor.transform(self.X)
         n_classes = extractor.n_outputs_
         est = ActivationEntropy(
             n_bins=self.n_bins, n_classes=n_classes, per_class=False
@@ -218,7 +218,7 @@ class ActivationMonitor:
             "layer_entropy": est.layer_entropy(extractor.get_feature_names_out()),
         }
         if self.X_test is not None:
-            Z_test, _ = self._extract(model, self.X_test)
+            Z_test = extractor.transform(self.X_test)
             record["test_acc"] = float(
                 np.mean(Z_test[:, -n_classes:].argmax(1) == self.y_test)
             )
