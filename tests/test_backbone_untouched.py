@@ -75,10 +75,8 @@ def net():
 
 
 @pytest.fixture
-def data(rng):
-    X = rng.normal(size=(60, N_FEATURES)).astype(np.float32)
-    y = np.arange(60) % N_CLASSES
-    return X, y
+def data(make_data):
+    return make_data(60, N_FEATURES, N_CLASSES)
 
 
 def _snapshot(module):

@@ -20,26 +20,19 @@ from sknap import (
     AuxiliaryClassifier,
     make_nap_pipeline,
 )
-from sknap.toy import make_mlp
 
 pytestmark = pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
 
+# The shape of the ``mlp`` fixture (tests/conftest.py).
 N_FEATURES, N_CLASSES = 6, 3
 
 
 @pytest.fixture
-def data(rng):
-    X = rng.normal(size=(60, N_FEATURES)).astype(np.float32)
-    y = np.arange(60) % N_CLASSES
-    return X, y
+def data(make_data):
+    return make_data(60, N_FEATURES, N_CLASSES)
 
 
-@pytest.fixture
-def net():
-    return make_mlp(N_FEATURES, N_CLASSES, hidden=(8, 8), random_state=0)
-
-
-def _pipeline(net, **params):
+def _pipeline(mlp, **params):
     defaults = dict(
         n_neurons=0.5,
         cv=3,
@@ -47,7 +40,7 @@ def _pipeline(net, **params):
         max_iter=3,
         random_state=7,
     )
-    pipe = make_nap_pipeline(net, **{**defaults, **params})
+    pipe = make_nap_pipeline(mlp, **{**defaults, **params})
     # Dropout draws random numbers too.
     return pipe.set_params(auxiliary__dropout=0.2)
 
@@ -56,37 +49,37 @@ def _outputs(pipe, X):
     return pipe.predict_proba(X), pipe[:-1].transform(X)
 
 
-def test_same_random_state_same_results(net, data):
+def test_same_random_state_same_results(mlp, data):
     X, y = data
     torch.manual_seed(1)
     np.random.seed(1)  # noqa: NPY002 (the legacy global generator, on purpose)
-    first = _outputs(_pipeline(net).fit(X, y), X)
+    first = _outputs(_pipeline(mlp).fit(X, y), X)
     # Other global seeds, and global generators already advanced.
     torch.manual_seed(2)
     np.random.seed(2)  # noqa: NPY002
     torch.rand(5)
     np.random.rand(5)  # noqa: NPY002
-    second = _outputs(_pipeline(net).fit(X, y), X)
+    second = _outputs(_pipeline(mlp).fit(X, y), X)
     for a, b in zip(first, second, strict=True):
         assert_array_equal(a, b)
 
 
-def test_different_random_state_differs(net, data):
+def test_different_random_state_differs(mlp, data):
     X, y = data
-    a = _pipeline(net, random_state=7).fit(X, y).predict_proba(X)
-    b = _pipeline(net, random_state=8).fit(X, y).predict_proba(X)
+    a = _pipeline(mlp, random_state=7).fit(X, y).predict_proba(X)
+    b = _pipeline(mlp, random_state=8).fit(X, y).predict_proba(X)
     assert not np.array_equal(a, b)
 
 
-def test_fit_leaves_the_global_generators_alone(net, data):
+def test_fit_leaves_the_global_generators_alone(mlp, data):
     torch_state = torch.get_rng_state()
     numpy_state = np.random.get_state()[1].copy()  # noqa: NPY002
-    _pipeline(net).fit(*data)
+    _pipeline(mlp).fit(*data)
     assert torch.equal(torch.get_rng_state(), torch_state)
     assert_array_equal(np.random.get_state()[1], numpy_state)  # noqa: NPY002
 
 
-def test_steps_without_randomness_are_deterministic(data, rng):
+def test_steps_without_randomness_are_deterministic(rng):
     A = np.maximum(rng.normal(size=(50, 7)), 0)
     y = np.arange(50) % 2
     first = ActivationEntropy(n_classes=0).fit(A, y)
@@ -104,9 +97,9 @@ def test_auxiliary_classifier_with_a_random_state_instance(data):
     assert_array_equal(a.fit(X, y).predict_proba(X), b.fit(X, y).predict_proba(X))
 
 
-def _grid(net, n_jobs):
+def _grid(mlp, n_jobs):
     return GridSearchCV(
-        _pipeline(net),
+        _pipeline(mlp),
         {"entropy__n_bins": [2, 8], "probabilities__alpha": [0.0, 1.0]},
         cv=2,
         n_jobs=n_jobs,
@@ -121,27 +114,26 @@ def _assert_same_search(a, b, X):
 
 
 @pytest.mark.slow  # starts two worker processes that import torch
-def test_grid_search_n_jobs_2_processes_equals_n_jobs_1(net, data):
+def test_grid_search_n_jobs_2_processes_equals_n_jobs_1(mlp, data):
     X, y = data
-    serial = _grid(net, n_jobs=1).fit(X, y)
-    parallel = _grid(net, n_jobs=2).fit(X, y)
+    serial = _grid(mlp, n_jobs=1).fit(X, y)
+    parallel = _grid(mlp, n_jobs=2).fit(X, y)
     _assert_same_search(serial, parallel, X)
 
 
-def test_grid_search_n_jobs_2_threads_equals_n_jobs_1(net, data):
+def test_grid_search_n_jobs_2_threads_equals_n_jobs_1(mlp, data):
     X, y = data
-    serial = _grid(net, n_jobs=1).fit(X, y)
+    serial = _grid(mlp, n_jobs=1).fit(X, y)
     with parallel_backend("threading", n_jobs=2):
-        threaded = _grid(net, n_jobs=2).fit(X, y)
+        threaded = _grid(mlp, n_jobs=2).fit(X, y)
     _assert_same_search(serial, threaded, X)
 
 
-def test_auxiliary_fits_in_threads_do_not_reseed_each_other(rng):
+def test_auxiliary_fits_in_threads_do_not_reseed_each_other(make_data):
     # Threads share torch's global generator, from which initialisation and
     # dropout draw; without a lock around a fit, concurrent fits reseed each
     # other's stream and every result below differs from the serial one.
-    X = rng.normal(size=(120, 6)).astype(np.float32)
-    y = np.arange(120) % 3
+    X, y = make_data(120, N_FEATURES, N_CLASSES)
 
     def fit(seed):
         clf = AuxiliaryClassifier((6, 3), dropout=0.2, max_iter=3, random_state=seed)

@@ -38,10 +38,8 @@ def net():
 
 
 @pytest.fixture
-def data(rng):
-    X = rng.normal(size=(30, N_FEATURES)).astype(np.float32)
-    y = np.arange(30) % N_CLASSES
-    return X, y
+def data(make_data):
+    return make_data(30, N_FEATURES, N_CLASSES)
 
 
 @pytest.fixture
@@ -122,8 +120,7 @@ def test_nan_or_inf_in_activations(Z, data, bad, step):
         step.fit(Z, data[1])
 
 
-def test_backbone_that_makes_nan(data):
-    net = make_mlp(N_FEATURES, N_CLASSES, hidden=(6,), random_state=0)
+def test_backbone_that_makes_nan(net, data):
     with torch.no_grad():
         net.fc1.weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match="produced NaN or infinity in layer 'relu1'"):

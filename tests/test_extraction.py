@@ -634,14 +634,6 @@ def test_pandas_output_names_columns(rng):
     assert Z.columns[0] == "relu1__0" and Z.columns[-1] == "proba_2"
 
 
-def test_pickle_round_trip(rng):
-    net = make_mlp(4, 3, hidden=(5,), random_state=0)
-    X = rng.normal(size=(6, 4)).astype(np.float32)
-    extractor = ActivationExtractor(net).fit(X)
-    loaded = pickle.loads(pickle.dumps(extractor))
-    assert_array_equal(loaded.transform(X), extractor.transform(X))
-
-
 # -- devices ----------------------------------------------------------------
 
 

@@ -20,7 +20,6 @@ import io
 import pickle
 
 import joblib
-import numpy as np
 import pytest
 import torch
 import torch.serialization
@@ -31,24 +30,18 @@ from sknap.toy import make_mlp
 
 pytestmark = pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
 
+# The shape of the ``mlp`` fixture (tests/conftest.py).
 N_FEATURES, N_CLASSES = 6, 3
 
 
 @pytest.fixture
-def data(rng):
-    X = rng.normal(size=(45, N_FEATURES)).astype(np.float32)
-    y = np.arange(45) % N_CLASSES
-    return X, y
+def data(make_data):
+    return make_data(45, N_FEATURES, N_CLASSES)
 
 
 @pytest.fixture
-def net():
-    return make_mlp(N_FEATURES, N_CLASSES, hidden=(8, 8), random_state=0)
-
-
-@pytest.fixture
-def pipe(net, data):
-    return make_nap_pipeline(net, n_neurons=0.5, max_iter=3, random_state=0).fit(*data)
+def pipe(mlp, data):
+    return make_nap_pipeline(mlp, n_neurons=0.5, max_iter=3, random_state=0).fit(*data)
 
 
 def _assert_same_predictions(loaded, pipe, X):
@@ -136,20 +129,20 @@ def test_weights_only_refuses_a_pipeline(pipe, tmp_path):
         torch.load(path, weights_only=True)
 
 
-def test_backbone_state_dict_with_weights_only(net, data, tmp_path):
+def test_backbone_state_dict_with_weights_only(mlp, data, tmp_path):
     path = tmp_path / "weights.pt"
-    torch.save(net.state_dict(), path)
+    torch.save(mlp.state_dict(), path)
     other = make_mlp(N_FEATURES, N_CLASSES, hidden=(8, 8), random_state=1)
     other.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     X = data[0]
     assert_array_equal(
         ActivationExtractor(other).fit_transform(X),
-        ActivationExtractor(net).fit_transform(X),
+        ActivationExtractor(mlp).fit_transform(X),
     )
 
 
-def test_unfitted_pipeline_round_trip(net, data):
-    unfitted = make_nap_pipeline(net, max_iter=3, random_state=0)
+def test_unfitted_pipeline_round_trip(mlp, data):
+    unfitted = make_nap_pipeline(mlp, max_iter=3, random_state=0)
     loaded = pickle.loads(pickle.dumps(unfitted))
     assert_array_equal(
         loaded.fit(*data).predict_proba(data[0]),
@@ -157,21 +150,21 @@ def test_unfitted_pipeline_round_trip(net, data):
     )
 
 
-def test_pickling_leaves_the_pipeline_as_it_was(pipe, net, data):
+def test_pickling_leaves_the_pipeline_as_it_was(pipe, mlp, data):
     expected = pipe.predict_proba(data[0])
     pickle.dumps(pipe)
-    assert pipe.named_steps["extractor"].backbone is net
+    assert pipe.named_steps["extractor"].backbone is mlp
     assert_array_equal(pipe.predict_proba(data[0]), expected)
 
 
 # --- a pipeline from a GPU machine on a CPU-only one ----------------------------
 
 
-def test_simulation_reproduces_the_cuda_failure(net, monkeypatch, cpu_only):
+def test_simulation_reproduces_the_cuda_failure(mlp, monkeypatch, cpu_only):
     # A module pickled with CUDA-tagged storages, without sknap's protection,
     # fails to load on a CPU-only machine: the simulation is faithful.
-    with _as_if_on_cuda([net], monkeypatch):
-        blob = pickle.dumps(net)
+    with _as_if_on_cuda([mlp], monkeypatch):
+        blob = pickle.dumps(mlp)
     with pytest.raises(RuntimeError, match="CUDA device but torch.cuda.is_avail"):
         pickle.loads(blob)
 
@@ -196,10 +189,10 @@ def test_cuda_pipeline_loads_on_a_cpu_only_machine(pipe, data, monkeypatch, cpu_
         assert_array_equal(loaded.predict_proba(data[0]), expected)
 
 
-def test_torch_load_map_location_for_other_cuda_files(net, data, tmp_path, monkeypatch):
+def test_torch_load_map_location_for_other_cuda_files(mlp, data, tmp_path, monkeypatch):
     # A file that does hold CUDA tensors (say a user's own object around the
     # pipeline) loads with torch.load(map_location="cpu").
-    pipe = make_nap_pipeline(net, max_iter=2, random_state=0).fit(*data)
+    pipe = make_nap_pipeline(mlp, max_iter=2, random_state=0).fit(*data)
     expected = pipe.predict_proba(data[0])
     path = tmp_path / "cuda.pt"
     real_tag = torch.serialization.location_tag

@@ -1,9 +1,7 @@
 """Tests of make_nap_pipeline end to end, on an MLP trained on scikit-learn digits."""
 
-import io
 import pickle
 
-import joblib
 import numpy as np
 import pytest
 import torch
@@ -153,21 +151,6 @@ def test_backbone_untouched_by_pipeline(digits):
     for p, grad in zip(model.parameters(), grads, strict=True):
         assert (p.grad is None) == (grad is None)
         assert grad is None or torch.equal(p.grad, grad)
-
-
-def test_pickle_and_joblib_round_trip(digits, fitted):
-    X_test = digits[2]
-    expected = fitted.predict_proba(X_test)
-
-    loaded = pickle.loads(pickle.dumps(fitted))
-    assert_array_equal(loaded.predict_proba(X_test), expected)
-    assert_array_equal(loaded.predict(X_test), fitted.predict(X_test))
-
-    buffer = io.BytesIO()
-    joblib.dump(fitted, buffer)
-    buffer.seek(0)
-    loaded = joblib.load(buffer)
-    assert_array_equal(loaded.predict_proba(X_test), expected)
 
 
 @needs_cuda
