@@ -115,12 +115,17 @@ class EvalMode:
 
     def __enter__(self):
         self.flags = [(m, m.training) for m in self.module.modules()]
-        self.module.eval()
+        # module.eval() sets every flag again, through nn.Module.__setattr__:
+        # skip it for a backbone already in eval mode.
+        self.changed = any(flag for _, flag in self.flags)
+        if self.changed:
+            self.module.eval()
         return self.module
 
     def __exit__(self, *exc):
-        for m, flag in self.flags:
-            m.training = flag
+        if self.changed:
+            for m, flag in self.flags:
+                m.training = flag
         return False
 
 

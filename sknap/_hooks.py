@@ -67,6 +67,9 @@ class LayerHooks:
         # Optional {(name, call): tensor view}: a block is copied straight into
         # its columns of the caller's rows, instead of cloned then concatenated.
         self.sink = None
+        # Optional callable(call, block): each block is handed over inside the
+        # hook, while the layer's output is in the cache, and not kept.
+        self.consume = None
 
     def __enter__(self):
         for name, module in self.modules.items():
@@ -100,9 +103,15 @@ class LayerHooks:
                     "so its activations cannot be read. Choose a layer whose output "
                     "is a tensor (see sknap.list_layers(backbone))."
                 )
-            # Copy: an in-place ReLU after this module would overwrite the output.
             out = output.detach()
             reduced = reduce_output(out, self.reduce)
+            self.order.append((name, k))
+            self.shapes[(name, k)] = tuple(out.shape)
+            if self.consume is not None:
+                # Used before anything later in the forward pass can change it.
+                self.consume((name, k), reduced)
+                return
+            # Copy: an in-place ReLU after this module would overwrite the output.
             dest = None if self.sink is None else self.sink.get((name, k))
             if dest is not None and dest.shape == reduced.shape:
                 reduced = dest.copy_(reduced)
@@ -112,7 +121,5 @@ class LayerHooks:
             ):
                 reduced = reduced.clone()
             self.outputs[(name, k)] = reduced
-            self.order.append((name, k))
-            self.shapes[(name, k)] = tuple(out.shape)
 
         return hook

@@ -14,6 +14,7 @@ __all__ = [
     "first_input",
     "format_bytes",
     "loader_batches",
+    "raise_nonfinite",
 ]
 
 
@@ -68,14 +69,19 @@ def check_finite(blocks):
     """Raise when a recorded block, or the output (name None), has NaN or inf."""
     for name, values in blocks:
         if not _device.all_finite(values):
-            where = "its output" if name is None else f"layer '{name}'"
-            raise ValueError(
-                f"The backbone produced NaN or infinity in {where} although X is "
-                "finite. Its weights may hold NaN or inf (check "
-                "torch.isfinite(p).all() for p in backbone.parameters()), or its "
-                "activations overflow: scale the inputs as in training, and run a "
-                "float16 backbone in float32 (backbone.float())."
-            )
+            raise_nonfinite(name)
+
+
+def raise_nonfinite(name):
+    """The error for NaN or infinity in block ``name`` (None: the output)."""
+    where = "its output" if name is None else f"layer '{name}'"
+    raise ValueError(
+        f"The backbone produced NaN or infinity in {where} although X is "
+        "finite. Its weights may hold NaN or inf (check "
+        "torch.isfinite(p).all() for p in backbone.parameters()), or its "
+        "activations overflow: scale the inputs as in training, and run a "
+        "float16 backbone in float32 (backbone.float())."
+    )
 
 
 BATCH_HINT = (

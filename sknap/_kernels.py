@@ -3,10 +3,15 @@
 Everything sknap computes on top of a forward pass is counting: the largest
 value of each neuron, how many of its values are positive (per class), and how
 many exceed each of a few thresholds (the bin edges). On the CPU these run as
-numba kernels when numba is installed: each reads a row once, keeps its
-counters in cache, and the columns are split over threads. Elsewhere (CUDA,
-or no numba) the same counts come from torch operations on chunks. Both give
-the same integers.
+numba kernels when numba is installed. They take one vector register of
+columns at a time (16 float32 with AVX-512) and stream the rows through it,
+the counters of up to a dozen thresholds held in registers meanwhile; the
+rows of each class are sorted together first (a counting sort), for the
+counts per class. The column blocks of a batch (the layers of a network, as
+the forward pass leaves them) go through one kernel call, the rows sorted
+once (``*_blocks``); columns are split over threads for large inputs.
+Elsewhere (CUDA, or no numba) the same counts come from torch operations on
+chunks. Both give the same integers.
 
 Exactness without copies: for a float32 value ``v`` and a float64 edge ``e``,
 ``v > e`` holds exactly when ``v > floor32(e)``, where ``floor32(e)`` is the
@@ -16,6 +21,7 @@ float64. A histogram bin is a difference of two such counts.
 """
 
 import os
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,10 +34,13 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = [
     "accumulate_class_stats",
+    "accumulate_class_stats_blocks",
     "backend",
     "bins_from_counts",
     "column_max",
     "count_above",
+    "count_above_blocks",
+    "group_rows",
     "histogram_counts",
     "thresholds",
     "working_dtype",
@@ -41,8 +50,16 @@ __all__ = [
 # on one thread (a thread pool costs more than it saves on small batches).
 _CHUNK_ELEMENTS = 1 << 22
 _PARALLEL_ELEMENTS = 1 << 20
-# Rows per kernel call, so that indices stay far from overflow.
+# Rows per kernel call, so that indices stay far from overflow, and so do the
+# int32 counters of the kernels.
 _MAX_ROWS = 1 << 30
+# Bytes of data count_above reads per chunk of rows: it reads each chunk once
+# for every vector of columns, so the chunk should stay in the L2 cache (256
+# KB measured best with a 2 MB L2, on 60,000 rows). The rows of each class
+# are counted in chunks of _GROUP_BYTES, larger since each chunk adds the
+# counts of every class to the output once more.
+_CHUNK_BYTES = 1 << 18
+_GROUP_BYTES = 1 << 21
 
 
 def backend(device="cpu"):
@@ -51,11 +68,37 @@ def backend(device="cpu"):
     Setting the environment variable ``SKNAP_DISABLE_NUMBA=1`` forces the
     torch code, which the tests use to check that both agree.
     """
-    if torch.device(device).type != "cpu" or _NUMBA is None:
-        return "torch"
-    if os.environ.get("SKNAP_DISABLE_NUMBA", "") not in ("", "0"):
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
+    if device.type != "cpu" or _NUMBA is None or _numba_disabled():
         return "torch"
     return "numba"
+
+
+def _numba_runs(A):
+    """``backend(A.device) == "numba"``, in fewer steps (see _numba_disabled)."""
+    return A.is_cpu and _NUMBA is not None and not _numba_disabled()
+
+
+try:
+    _DISABLE_KEY = os.environ.encodekey("SKNAP_DISABLE_NUMBA")
+    _NOT_DISABLED = (None, os.environ.encodevalue(""), os.environ.encodevalue("0"))
+except AttributeError:  # pragma: no cover - an os.environ other than CPython's
+    _DISABLE_KEY = None
+
+
+def _numba_disabled():
+    """Whether ``SKNAP_DISABLE_NUMBA`` is set, read on every call (the tests
+    set it per test).
+
+    The dict behind ``os.environ`` is read directly: ``os.environ.get`` raises
+    and catches a KeyError when the variable is unset, which after a forward
+    pass (cold caches) costs about 10 us, a tenth of a kernel call on a batch.
+    """
+    data = getattr(os.environ, "_data", None)
+    if data is None or _DISABLE_KEY is None:  # pragma: no cover - see above
+        return os.environ.get("SKNAP_DISABLE_NUMBA", "") not in ("", "0")
+    return data.get(_DISABLE_KEY) not in _NOT_DISABLED
 
 
 def working_dtype(dtype):
@@ -130,108 +173,581 @@ def bins_from_counts(counts, n_bins, binning="right"):
 # -- the numba kernels --------------------------------------------------------
 
 
-def _compile(numba):
-    """The CPU kernels; each works on the columns ``j0 .. j1`` of a row-major
-    buffer ``a`` of ``rows`` rows, ``lda`` elements apart.
+def _vector_shape(numba):
+    """Bytes per vector register, and vector registers, of the CPU numba
+    compiles for.
 
-    Inner loops index slices from 0 so that numba knows the index is not
-    negative: that is what lets LLVM vectorise them.
+    The same features as numba's own (``NUMBA_CPU_FEATURES``, else the
+    host's), which are part of its cache key: a cached kernel always matches.
     """
-    njit = numba.njit(nogil=True, cache=True)
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        try:
+            from numba.core.codegen import get_host_cpu_features
 
-    @njit
-    def column_max(a, rows, lda, out, nan, j0, j1):
-        # nan[j] stays 0 unless a value is NaN or infinite (v * 0 is NaN then):
-        # the finiteness check costs nothing in this memory-bound loop.
-        o = out[j0:j1]
-        z = nan[j0:j1]
-        for i in range(rows):
-            row = a[i * lda + j0 : i * lda + j1]
-            for j in range(j1 - j0):
-                v = row[j]
-                o[j] = max(o[j], v)
-                z[j] += v * 0
+            features = get_host_cpu_features()
+        except Exception:  # pragma: no cover - a failure only costs speed
+            features = ""
+    if "+avx512f" in features:
+        return 64, 32
+    if "+avx" in features:
+        return 32, 16
+    return 16, 16
 
-    @njit
-    def class_stats(a, rows, lda, y, cmax, active, j0, j1):
-        for i in range(rows):
-            row = a[i * lda + j0 : i * lda + j1]
-            m = cmax[y[i], j0:j1]
-            n = active[y[i], j0:j1]
-            for j in range(j1 - j0):
-                v = row[j]
-                m[j] = max(m[j], v)
-                n[j] += np.int64(v > 0)
 
-    @njit
-    def count_rows(a, lda, idx, t, out, acc, j0, j1):
-        # out[k, j] += #{rows i in idx : a[i, j] > t[k, j]}. Byte counters
-        # (acc, zero on entry and exit) emptied into out every 252 rows, four
-        # rows per update: the stores bound this loop, so fewer and narrower
-        # stores make it faster.
-        width = j1 - j0
-        for start in range(0, len(idx), 252):
-            stop = min(len(idx), start + 252)
-            p = start
-            while p + 4 <= stop:
-                b0, b1, b2, b3 = (
-                    idx[p] * lda,
-                    idx[p + 1] * lda,
-                    idx[p + 2] * lda,
-                    idx[p + 3] * lda,
+def _prefetch_name(binding):
+    """LLVM's name of its prefetch intrinsic, mangled after the pointer type
+    (which depends on the LLVM version and its settings), or None."""
+    for name in ("llvm.prefetch.p0", "llvm.prefetch.p0i8"):
+        code = (
+            f'declare void @"{name}"(i8*, i32, i32, i32)\n'
+            "define void @f(i8* %p) {\n"
+            f'  call void @"{name}"(i8* %p, i32 0, i32 3, i32 1)\n'
+            "  ret void\n}\n"
+        )
+        try:
+            binding.parse_assembly(code).verify()
+        except RuntimeError:
+            continue
+        return name
+    return None  # pragma: no cover - then the kernels do not prefetch
+
+
+def _intrinsics(numba):
+    """The vector loops of the kernels, written in LLVM IR: ``view``,
+    ``count_block``, ``stats_block``, and the shape they are written for.
+
+    Module globals for the kernels (see below).
+    """
+    from llvmlite import binding, ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    vector_bytes, registers = _vector_shape(numba)
+    masked = vector_bytes == 64
+    # Thresholds per pass over the rows: each holds two registers (itself
+    # and its counter); the row, a vector of ones and a mask need the rest.
+    max_chunk = (registers - 4) // 2
+    # Vectors of columns per pass of class_stats: three registers each.
+    stat_vectors = 4
+    prefetch_name = _prefetch_name(binding)
+    i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+
+    def vector_ptr(builder, data, vty, offset):
+        return builder.bitcast(builder.gep(data, [offset]), vty.as_pointer())
+
+    def splat(builder, value, vty):
+        vec = builder.insert_element(ir.Constant(vty, None), value, i32(0))
+        lanes = ir.Constant(ir.VectorType(i32, vty.count), [0] * vty.count)
+        return builder.shuffle_vector(vec, vec, lanes)
+
+    def ones(builder, lda, cty):
+        # 1 in every lane, from a value LLVM cannot see is 1 (lda >= 0): with
+        # a constant it turns the masked add of the kernels into a move of
+        # the mask to a vector and a subtraction, three instructions for two.
+        one = builder.trunc(builder.xor(builder.lshr(lda, i64(63)), i64(1)), i32)
+        return splat(builder, one, cty)
+
+    def prefetch(builder, data, offset):
+        if prefetch_name is None:  # pragma: no cover - see _prefetch_name
+            return
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [i8.as_pointer(), i32, i32, i32]),
+            prefetch_name,
+        )
+        ptr = builder.bitcast(builder.gep(data, [offset]), i8.as_pointer())
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+
+    def row_stride(builder, arr, itemsize):
+        return builder.sdiv(builder.extract_value(arr.strides, 0), i64(itemsize))
+
+    @intrinsic
+    def view(typingctx, address, shape, dtype):
+        """The C-contiguous array of ``shape`` at ``address``; ``dtype`` is an
+        array of that dtype, or the dtype itself."""
+        element = dtype.dtype if isinstance(dtype, types.Array) else dtype.instance_type
+        arrty = types.Array(element, len(shape), "C")
+        sig = arrty(address, shape, dtype)
+
+        def codegen(context, builder, sig, args):
+            address_, shape_, _ = args
+            dims = cgutils.unpack_tuple(builder, shape_)
+            itemsize = context.get_abi_sizeof(context.get_value_type(element))
+            strides, step = [], i64(itemsize)
+            for dim in reversed(dims):
+                strides.insert(0, step)
+                step = builder.mul(step, dim)
+            ptr = context.get_value_type(element).as_pointer()
+            array = context.make_array(arrty)(context, builder)
+            context.populate_array(
+                array,
+                data=builder.inttoptr(address_, ptr),
+                shape=cgutils.pack_array(builder, dims),
+                strides=cgutils.pack_array(builder, strides),
+                itemsize=i64(itemsize),
+                meminfo=None,
+            )
+            return array._getvalue()
+
+        return sig, codegen
+
+    @intrinsic
+    def count_block(typingctx, a, lda, idx, p0, p1, t, k0, kc, out, q, skip, offset):
+        """``out[k0 + k, offset + q + l] += #{p in p0 .. p1 : a[r * lda + q + l]
+        > t[k0 + k, offset + q + l]}`` for ``k < kc`` and the lanes ``l`` of
+        one vector from ``skip`` on, with rows ``r = idx[p]``.
+
+        Written in LLVM vectors because the loop vectoriser cannot do it: the
+        ``kc`` counters stay in registers over all rows (it would load and
+        store them for every row), and the vectors are as wide as the CPU's
+        (it uses 256 bits on AVX-512 machines). ``kc`` is a value at run
+        time: one loop is generated for each count up to ``max_chunk``.
+        """
+        sig = types.void(a, lda, idx, p0, p1, t, k0, kc, out, q, skip, offset)
+
+        def codegen(context, builder, sig, args):
+            a_, lda_, idx_, p0_, p1_, t_, k0_, kc_, out_, q_, skip_, offset_ = args
+            dtype = sig.args[0].dtype
+            itemsize = dtype.bitwidth // 8
+            lanes = vector_bytes // itemsize
+            vty = ir.VectorType(context.get_value_type(dtype), lanes)
+            cty = ir.VectorType(i32, lanes)
+            oty = ir.VectorType(i64, lanes)
+            arr_a = context.make_array(sig.args[0])(context, builder, a_)
+            arr_t = context.make_array(sig.args[5])(context, builder, t_)
+            arr_o = context.make_array(sig.args[8])(context, builder, out_)
+            arr_i = context.make_array(sig.args[2])(context, builder, idx_)
+            t_row = row_stride(builder, arr_t, itemsize)
+            o_row = row_stride(builder, arr_o, 8)
+            column = builder.add(q_, offset_)
+            one = ones(builder, lda_, cty)
+            lane = ir.Constant(cty, list(range(lanes)))
+            kept = builder.icmp_signed(
+                ">=", lane, splat(builder, builder.trunc(skip_, i32), cty)
+            )
+            counters = [
+                cgutils.alloca_once_value(builder, ir.Constant(cty, None))
+                for _ in range(max_chunk)
+            ]
+            done = builder.append_basic_block("count.done")
+            switch = builder.switch(kc_, done)
+            for chunk in range(1, max_chunk + 1):
+                block = builder.append_basic_block(f"count.{chunk}")
+                switch.add_case(i64(chunk), block)
+                builder.position_at_end(block)
+                limits = []
+                for k in range(chunk):
+                    at = builder.add(
+                        builder.mul(builder.add(k0_, i64(k)), t_row), column
+                    )
+                    ptr = vector_ptr(builder, arr_t.data, vty, at)
+                    limits.append(builder.load(ptr, align=itemsize))
+                    builder.store(ir.Constant(cty, None), counters[k])
+                with cgutils.for_range(builder, p1_, start=p0_) as loop:
+                    r = builder.load(builder.gep(arr_i.data, [loop.index]))
+                    at = builder.add(builder.mul(r, lda_), q_)
+                    # Two vectors ahead: the next one is already on its way (a
+                    # vector load spans two cache lines).
+                    prefetch(builder, arr_a.data, builder.add(at, i64(2 * lanes)))
+                    v = builder.load(
+                        vector_ptr(builder, arr_a.data, vty, at), align=itemsize
+                    )
+                    for k in range(chunk):
+                        above = builder.fcmp_ordered(">", v, limits[k])
+                        c = builder.load(counters[k])
+                        if masked:
+                            c = builder.select(above, builder.add(c, one), c)
+                        else:
+                            c = builder.sub(c, builder.sext(above, cty))
+                        builder.store(c, counters[k])
+                for k in range(chunk):
+                    at = builder.add(
+                        builder.mul(builder.add(k0_, i64(k)), o_row), column
+                    )
+                    ptr = vector_ptr(builder, arr_o.data, oty, at)
+                    c = builder.select(
+                        kept, builder.load(counters[k]), ir.Constant(cty, None)
+                    )
+                    total = builder.add(
+                        builder.load(ptr, align=8), builder.zext(c, oty)
+                    )
+                    builder.store(total, ptr, align=8)
+                builder.branch(done)
+            builder.position_at_end(done)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def stats_block(
+        typingctx, a, lda, idx, p0, p1, q0, done, qmax, base, best, count, zero, c,
+        check,
+    ):  # fmt: skip
+        """Over the rows ``r = idx[p0:p1]``, for the four vectors of columns
+        ``q = min(q0 + v lanes, qmax)``: their largest values merged into
+        ``best[c, q - base + ..]``, their numbers of positive values added to
+        ``count[c, ..]`` but for columns below ``done`` or counted by the
+        vector before, and, with ``check``, the sum of ``v * 0`` added to
+        ``zero[..]``. In registers over the rows, as in count_block.
+        """
+        sig = types.void(
+            a, lda, idx, p0, p1, q0, done, qmax, base, best, count, zero, c, check
+        )
+
+        def codegen(context, builder, sig, args):
+            (
+                a_,
+                lda_,
+                idx_,
+                p0_,
+                p1_,
+                q0_,
+                done_,
+                qmax_,
+                base_,
+                best_,
+                count_,
+                zero_,
+                c_,
+                check_,
+            ) = args
+            dtype = sig.args[0].dtype
+            itemsize = dtype.bitwidth // 8
+            lanes = vector_bytes // itemsize
+            vty = ir.VectorType(context.get_value_type(dtype), lanes)
+            cty = ir.VectorType(i32, lanes)
+            arr_a = context.make_array(sig.args[0])(context, builder, a_)
+            arr_i = context.make_array(sig.args[2])(context, builder, idx_)
+            arr_b = context.make_array(sig.args[9])(context, builder, best_)
+            arr_c = context.make_array(sig.args[10])(context, builder, count_)
+            arr_z = context.make_array(sig.args[11])(context, builder, zero_)
+            b_row = builder.mul(row_stride(builder, arr_b, itemsize), c_)
+            c_row = builder.mul(row_stride(builder, arr_c, 4), c_)
+            columns, kept = [], []
+            lane = ir.Constant(cty, list(range(lanes)))
+            for v in range(stat_vectors):
+                start = builder.add(q0_, i64(v * lanes))
+                q = builder.select(builder.icmp_signed("<", start, qmax_), start, qmax_)
+                columns.append(q)
+                # Lanes from max(done, start) on are new (at most all).
+                first = builder.select(
+                    builder.icmp_signed(">", done_, start), done_, start
                 )
-                r0 = a[b0 + j0 : b0 + j1]
-                r1 = a[b1 + j0 : b1 + j1]
-                r2 = a[b2 + j0 : b2 + j1]
-                r3 = a[b3 + j0 : b3 + j1]
-                for k in range(t.shape[0]):
-                    tk = t[k, j0:j1]
-                    c = acc[k]
-                    for j in range(width):
-                        x = tk[j]
-                        c[j] += (np.uint8(r0[j] > x) + np.uint8(r1[j] > x)) + (
-                            np.uint8(r2[j] > x) + np.uint8(r3[j] > x)
+                skip = builder.trunc(builder.sub(first, q), i32)
+                skip = builder.select(
+                    builder.icmp_signed("<", skip, i32(lanes)), skip, i32(lanes)
+                )
+                kept.append(builder.icmp_signed(">=", lane, splat(builder, skip, cty)))
+            one = ones(builder, lda_, cty)
+            zeros = ir.Constant(vty, [0.0] * lanes)
+            fma = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(vty, [vty, vty, vty]),
+                f"llvm.fmuladd.v{lanes}f{dtype.bitwidth}",
+            )
+            slots = [
+                [cgutils.alloca_once(builder, ty) for ty in (vty, cty, vty)]
+                for _ in range(stat_vectors)
+            ]
+            done = builder.append_basic_block("stats.done")
+            variants = [builder.append_basic_block(f"stats.{flag}") for flag in (0, 1)]
+            builder.cbranch(check_, variants[1], variants[0])
+            for checked, block in enumerate(variants):
+                builder.position_at_end(block)
+                for m, n, z in slots:
+                    builder.store(ir.Constant(vty, [float("-inf")] * lanes), m)
+                    builder.store(ir.Constant(cty, None), n)
+                    builder.store(zeros, z)
+                with cgutils.for_range(builder, p1_, start=p0_) as loop:
+                    r = builder.load(builder.gep(arr_i.data, [loop.index]))
+                    base = builder.mul(r, lda_)
+                    for v in range(stat_vectors):
+                        # The columns of the next call, for the same rows.
+                        at = builder.add(q0_, i64((stat_vectors + v) * lanes))
+                        prefetch(builder, arr_a.data, builder.add(base, at))
+                    for q, (m, n, z) in zip(columns, slots, strict=True):
+                        ptr = vector_ptr(builder, arr_a.data, vty, builder.add(base, q))
+                        x = builder.load(ptr, align=itemsize)
+                        old = builder.load(m)
+                        builder.store(
+                            builder.select(builder.fcmp_ordered(">", x, old), x, old), m
                         )
-                p += 4
-            while p < stop:
-                b0 = idx[p] * lda
-                r0 = a[b0 + j0 : b0 + j1]
-                for k in range(t.shape[0]):
-                    tk = t[k, j0:j1]
-                    c = acc[k]
-                    for j in range(width):
-                        c[j] += np.uint8(r0[j] > tk[j])
-                p += 1
-            for k in range(t.shape[0]):
-                o = out[k, j0:j1]
-                c = acc[k]
-                for j in range(width):
-                    o[j] += c[j]
-                    c[j] = 0
+                        old = builder.load(n)
+                        positive = builder.fcmp_ordered(">", x, zeros)
+                        builder.store(
+                            builder.select(positive, builder.add(old, one), old), n
+                        )
+                        if checked:
+                            # v * 0 + z, one instruction where the CPU has FMA.
+                            builder.store(
+                                builder.call(fma, [x, zeros, builder.load(z)]), z
+                            )
+                for q, new, (m, n, z) in zip(columns, kept, slots, strict=True):
+                    at = builder.sub(q, base_)
+                    ptr = vector_ptr(builder, arr_b.data, vty, builder.add(b_row, at))
+                    old, m = builder.load(ptr, align=itemsize), builder.load(m)
+                    larger = builder.fcmp_ordered(">", m, old)
+                    builder.store(builder.select(larger, m, old), ptr, align=itemsize)
+                    ptr = vector_ptr(builder, arr_c.data, cty, builder.add(c_row, at))
+                    n = builder.select(new, builder.load(n), ir.Constant(cty, None))
+                    total = builder.add(builder.load(ptr, align=4), n)
+                    builder.store(total, ptr, align=4)
+                    if checked:
+                        ptr = vector_ptr(builder, arr_z.data, vty, at)
+                        total = builder.fadd(
+                            builder.load(ptr, align=itemsize), builder.load(z)
+                        )
+                        builder.store(total, ptr, align=itemsize)
+                builder.branch(done)
+            builder.position_at_end(done)
+            return context.get_dummy_value()
 
-    @njit
-    def count_above(a, rows, lda, order, bounds, groups, t1, out1, t2, out2, j0, j1):
-        # Shared thresholds over all rows; then, for each group g, the rows
-        # order[bounds[g]:bounds[g + 1]] against t2[groups[g]].
-        width = j1 - j0
-        if t1.shape[0]:
-            acc = np.zeros((t1.shape[0], width), np.uint8)
-            count_rows(a, lda, np.arange(rows), t1, out1, acc, j0, j1)
-        if t2.shape[1]:
-            acc = np.zeros((t2.shape[1], width), np.uint8)
-            for g in range(len(groups)):
-                rows_g = order[bounds[g] : bounds[g + 1]]
-                c = groups[g]
-                count_rows(a, lda, rows_g, t2[c], out2[c], acc, j0, j1)
+        return sig, codegen
 
-    return {
-        "column_max": column_max,
-        "class_stats": class_stats,
-        "count_above": count_above,
+    shape = dict(
+        vector_bytes=vector_bytes, max_chunk=max_chunk, stat_vectors=stat_vectors
+    )
+    return view, count_block, stats_block, shape
+
+
+# The kernels. The class statistics and the counts work on column blocks,
+# each ``(address, lda, n, offset)``: the matrix of ``rows`` rows, ``lda``
+# elements apart, at that address, whose ``n`` columns are the state's
+# columns ``offset ..``. A batch's blocks (the layers of a network) go in one
+# call, its rows sorted by class once; a range of columns of one matrix,
+# which a thread counts, is a block too. The first block comes as four
+# numbers, any others as ``n_more`` rows of four int64 at address ``pmore``
+# (see _block_table). The kernels take the other arrays by address as well
+# (see ``_DTYPE_OF``), ``dtype`` an empty array of the data's dtype. They are
+# module functions that call each other as globals: numba's cache key
+# includes a kernel's closure variables, and a dispatcher or an intrinsic
+# pickles differently in each process, which would defeat the cache.
+
+if numba is not None:
+    _view, _count_block, _stats_block, _SHAPE = _intrinsics(numba)
+    _VECTOR_BYTES = _SHAPE["vector_bytes"]
+    _MAX_CHUNK = _SHAPE["max_chunk"]
+    _STAT_VECTORS = _SHAPE["stat_vectors"]
+    _njit = numba.njit(nogil=True, cache=True)
+else:  # pragma: no cover - depends on the environment
+
+    def _njit(function):
+        return function
+
+
+@_njit
+def _column_max_kernel(a, rows, lda, out, nan, j0, j1):
+    # nan[j] stays 0 unless a value is NaN or infinite (v * 0 is NaN then):
+    # the finiteness check costs nothing in this memory-bound loop.
+    o = out[j0:j1]
+    z = nan[j0:j1]
+    for i in range(rows):
+        row = a[i * lda + j0 : i * lda + j1]
+        for j in range(j1 - j0):
+            v = row[j]
+            o[j] = max(o[j], v)
+            z[j] += v * 0
+
+
+@_njit
+def _sort_rows(y, r0, r1, n_groups, bounds, order):
+    # Counting sort of the rows r0 .. r1 by group: then the rows of group
+    # g are order[bounds[g - 1]:bounds[g]] (from 0 for g = 0).
+    bounds[:] = 0
+    for i in range(r0, r1):
+        if y[i] < 0 or y[i] >= n_groups:
+            raise IndexError("class index out of range")
+        bounds[y[i] + 1] += 1
+    for g in range(n_groups):
+        bounds[g + 1] += bounds[g]
+    for i in range(r0, r1):
+        order[bounds[y[i]]] = i
+        bounds[y[i]] += 1
+
+
+@_njit
+def _block(b, address, lda, n, offset, more):
+    # Block b of a call: the first is given by its numbers, the others are
+    # the rows of more (a view of pmore).
+    if b == 0:
+        return address, lda, n, offset
+    return more[b - 1, 0], more[b - 1, 1], more[b - 1, 2], more[b - 1, 3]
+
+
+@_njit
+def _class_stats_kernel(
+    address, lda, n, offset, pmore, n_more, rows, py, pcmax, pact, n_classes, ldc,
+    check, dtype,
+):  # fmt: skip
+    # For each chunk of rows (see _GROUP_BYTES), the rows sorted by class;
+    # then for each block and each class, four vectors of columns at a time
+    # over the class's rows (stats_block; plain loops for fewer columns than
+    # a vector), into maxima and counts of this call. The state is updated
+    # at the end, and not at all when ``check`` finds NaN or inf. The last
+    # block goes first: a forward pass has just written it, so it is the
+    # likeliest to be in the cache still.
+    y = _view(py, (rows,), np.int64)
+    cmax = _view(pcmax, (n_classes, ldc), np.float64)
+    active = _view(pact, (n_classes, ldc), np.int64)
+    more = _view(pmore, (n_more, 4), np.int64)
+    n_blocks = 1 + n_more
+    first, last, widest = ldc, 0, 0
+    for b in range(n_blocks):
+        _, _, nb, ob = _block(b, address, lda, n, offset, more)
+        if nb > 0:
+            first, last, widest = min(first, ob), max(last, ob + nb), max(widest, nb)
+    if widest == 0:
+        return True
+    width = last - first
+    lanes = _VECTOR_BYTES // dtype.itemsize
+    step = _STAT_VECTORS * lanes
+    best = np.full((n_classes, width), -np.inf, dtype.dtype)
+    count = np.zeros((n_classes, width), np.int32)
+    zero = np.zeros(width, dtype.dtype)
+    seen = np.zeros(n_classes, np.bool_)
+    group_step = _chunk_rows(rows, widest * dtype.itemsize, _GROUP_BYTES)
+    order = np.empty(group_step, np.int64)
+    bounds = np.zeros(n_classes + 1, np.int64)
+    for g0 in range(0, rows, group_step):
+        g1 = min(rows, g0 + group_step)
+        _sort_rows(y, g0, g1, n_classes, bounds, order)
+        for b in range(n_blocks - 1, -1, -1):
+            pb, ldb, nb, ob = _block(b, address, lda, n, offset, more)
+            if nb == 0:
+                continue
+            a = _view(pb, ((rows - 1) * ldb + nb,), dtype)
+            col = ob - first  # of the block's first column, in best
+            p0 = 0
+            for c in range(n_classes):
+                p1 = bounds[c]
+                seen[c] |= p1 > p0
+                if p1 > p0 and nb < lanes:
+                    m = best[c, col : col + nb]
+                    k = count[c, col : col + nb]
+                    z = zero[col : col + nb]
+                    for p in range(p0, p1):
+                        row = a[order[p] * ldb : order[p] * ldb + nb]
+                        for j in range(nb):
+                            v = row[j]
+                            m[j] = v if v > m[j] else m[j]
+                            k[j] += np.int32(v > 0)
+                            z[j] += v * 0
+                elif p1 > p0:
+                    for q in range(0, nb, step):
+                        q0 = max(0, min(q, nb - step))
+                        _stats_block(
+                            a, ldb, order, p0, p1, q0, q, nb - lanes, -col, best,
+                            count, zero, c, check,
+                        )  # fmt: skip
+                p0 = p1
+    if check and np.isnan(zero.sum()):
+        return False
+    for c in range(n_classes):
+        if seen[c]:
+            m, k = best[c], count[c]
+            cm = cmax[c, first:last]
+            ca = active[c, first:last]
+            for j in range(width):
+                cm[j] = max(cm[j], np.float64(m[j]))
+                ca[j] += k[j]
+    return True
+
+
+@_njit
+def _count_narrow(a, lda, n, idx, p0, p1, t, out, offset):
+    # The plain loops, for fewer columns than a vector holds.
+    for k in range(t.shape[0]):
+        tk = t[k, offset : offset + n]
+        o = out[k, offset : offset + n]
+        for p in range(p0, p1):
+            row = a[idx[p] * lda : idx[p] * lda + n]
+            for j in range(n):
+                o[j] += row[j] > tk[j]
+
+
+@_njit
+def _count_rows(a, lda, n, idx, p0, p1, t, out, offset):
+    # count_block over the n columns of a, one vector at a time; the last
+    # vector may reach back over counted columns, whose lanes it skips.
+    lanes = _VECTOR_BYTES // a.itemsize
+    n_thresholds = t.shape[0]
+    if n_thresholds == 0 or p1 == p0:
+        return
+    if n < lanes:
+        _count_narrow(a, lda, n, idx, p0, p1, t, out, offset)
+        return
+    chunks = -(-n_thresholds // _MAX_CHUNK)
+    for j in range(0, n, lanes):
+        q = min(j, n - lanes)
+        k0 = 0
+        for s in range(chunks):
+            kc = n_thresholds // chunks + (s < n_thresholds % chunks)
+            _count_block(a, lda, idx, p0, p1, t, k0, kc, out, q, j - q, offset)
+            k0 += kc
+
+
+@_njit
+def _count_above_kernel(
+    address, lda, n, offset, pmore, n_more, rows, py, pt1, pout1, k1, pt2, pout2,
+    n_groups, k2, ldt, dtype,
+):  # fmt: skip
+    # For each chunk of rows (see _GROUP_BYTES), the rows sorted by group;
+    # then for each block (the last first, as in _class_stats_kernel), in
+    # chunks of rows that stay in the L2 cache (see _CHUNK_BYTES), the
+    # thresholds shared by all rows, and the rows of each group against its
+    # own.
+    t1 = _view(pt1, (k1, ldt), dtype)
+    out1 = _view(pout1, (k1, ldt), np.int64)
+    n_groups = n_groups if k2 else 0
+    y = _view(py, (rows if n_groups else 0,), np.int64)
+    t2 = _view(pt2, (n_groups, k2, ldt), dtype)
+    out2 = _view(pout2, (n_groups, k2, ldt), np.int64)
+    more = _view(pmore, (n_more, 4), np.int64)
+    n_blocks = 1 + n_more
+    widest = 0
+    for b in range(n_blocks):
+        widest = max(widest, _block(b, address, lda, n, offset, more)[2])
+    if widest == 0:
+        return
+    group_step = _chunk_rows(rows, widest * dtype.itemsize, _GROUP_BYTES)
+    order = np.empty(group_step if n_groups else 0, np.int64)
+    bounds = np.zeros(n_groups + 1, np.int64)
+    every = np.arange(rows)
+    for g0 in range(0, rows, group_step):
+        g1 = min(rows, g0 + group_step)
+        if n_groups:
+            _sort_rows(y, g0, g1, n_groups, bounds, order)
+        for b in range(n_blocks - 1, -1, -1):
+            pb, ldb, nb, ob = _block(b, address, lda, n, offset, more)
+            if nb == 0:
+                continue
+            a = _view(pb, ((rows - 1) * ldb + nb,), dtype)
+            step = _chunk_rows(rows, nb * dtype.itemsize, _CHUNK_BYTES)
+            for r0 in range(g0, g1, step):
+                r1 = min(g1, r0 + step)
+                _count_rows(a, ldb, nb, every, r0, r1, t1, out1, ob)
+            p0 = 0
+            for g in range(n_groups):
+                p1 = bounds[g]
+                _count_rows(a, ldb, nb, order, p0, p1, t2[g], out2[g], ob)
+                p0 = p1
+
+
+@_njit
+def _chunk_rows(rows, row_bytes, chunk_bytes):
+    # Rows per chunk: equal chunks of at most chunk_bytes (at least one row).
+    n_chunks = max(1, -(-rows * row_bytes // chunk_bytes))
+    return max(1, -(-rows // n_chunks))
+
+
+_NUMBA = None
+if numba is not None:
+    _NUMBA = {
+        "column_max": _column_max_kernel,
+        "class_stats": _class_stats_kernel,
+        "count_above": _count_above_kernel,
     }
-
-
-_NUMBA = _compile(numba) if numba is not None else None
 
 
 def _threads():
@@ -252,44 +768,76 @@ def _threads():
 _CPU_COUNT = os.cpu_count() or 1
 
 
-def _run_over_columns(kernel, args, rows, n):
-    """Run ``kernel(*args, j0, j1)`` over column ranges, in threads when large."""
+def _column_ranges(rows, n):
+    """Ranges ``(j0, j1)`` of the columns, one per thread: one unless large."""
+    if rows * n < _PARALLEL_ELEMENTS or n < 128:
+        return [(0, n)]
     n_threads = min(_threads(), n // 64)
-    if n_threads < 2 or rows * n < _PARALLEL_ELEMENTS:
-        kernel(*args, 0, n)
-        return
+    if n_threads < 2:
+        return [(0, n)]
     bounds = [(n * p // n_threads) // 16 * 16 for p in range(n_threads)] + [n]
-    with ThreadPoolExecutor(n_threads) as pool:
-        futures = [
-            pool.submit(kernel, *args, j0, j1)
-            for j0, j1 in zip(bounds[:-1], bounds[1:], strict=True)
-            if j1 > j0
-        ]
-        for future in futures:
-            future.result()
+    return [(j0, j1) for j0, j1 in zip(bounds[:-1], bounds[1:], strict=True) if j1 > j0]
+
+
+def _in_threads(calls):
+    """The results of ``calls``, ``(function, args)`` pairs, run in threads
+    when there are several."""
+    if len(calls) == 1:
+        function, args = calls[0]
+        return [function(*args)]
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(function, *args) for function, args in calls]
+        return [future.result() for future in futures]
+
+
+def _column_blocks(part, lda, offset):
+    """The CPU matrix ``part`` (rows ``lda`` elements apart), its columns the
+    state's from ``offset`` on, as blocks of the kernels: one per range of
+    :func:`_column_ranges`."""
+    rows, n = part.shape
+    address, size = part.data_ptr(), part.element_size()
+    return [
+        (address + j0 * size, lda, j1 - j0, offset + j0, 0, 0)
+        for j0, j1 in _column_ranges(rows, n)
+    ]
 
 
 def _cpu_blocks(A):
-    """Yield ``(buffer, rows, lda, start)`` views of the CPU tensor ``A``.
+    """``(buffer, rows, lda, start)`` numpy views of the CPU tensor ``A``.
+
+    A float32 or float64 matrix whose rows are contiguous is read in place
+    (a column slice ``X[:, :k]`` too); anything else is converted in chunks.
+    """
+    for part, lda, start in _row_blocks(A):
+        rows, n = part.shape
+        flat = torch.as_strided(part, ((rows - 1) * lda + n,), (1,)).numpy()
+        yield flat, rows, lda, start
+
+
+def _row_blocks(A):
+    """``(part, lda, start)``: the rows ``start ..`` of the CPU tensor ``A``,
+    ``lda`` elements apart in ``part``, in the working dtype.
 
     A float32 or float64 matrix whose rows are contiguous is read in place
     (a column slice ``X[:, :k]`` too); anything else is converted in chunks.
     """
     rows, n = A.shape
-    wd = working_dtype(A.dtype)
-    direct = A.dtype == wd and (A.stride(1) == 1 or n == 1) and rows > 0
-    if direct:
+    if rows == 0:
+        return ()
+    if A.dtype in (torch.float32, torch.float64) and (A.stride(1) == 1 or n == 1):
         lda = A.stride(0) if rows > 1 else n
-        for start in range(0, rows, _MAX_ROWS):
-            part = A[start : start + _MAX_ROWS]
-            extent = (part.shape[0] - 1) * lda + n
-            flat = torch.as_strided(part, (extent,), (1,)).numpy()
-            yield flat, part.shape[0], lda, start
-        return
+        if rows <= _MAX_ROWS:  # the common case, without a generator
+            return ((A, lda, 0),)
+        return ((A[s : s + _MAX_ROWS], lda, s) for s in range(0, rows, _MAX_ROWS))
+    return _converted_blocks(A)
+
+
+def _converted_blocks(A):
+    rows, n = A.shape
+    wd = working_dtype(A.dtype)
     step = max(1, _CHUNK_ELEMENTS // max(n, 1))
     for start in range(0, rows, step):
-        part = A[start : start + step].to(wd).contiguous()
-        yield part.reshape(-1).numpy(), part.shape[0], n, start
+        yield A[start : start + step].to(wd).contiguous(), n, start
 
 
 def _torch_chunks(A, per_row=1):
@@ -299,6 +847,59 @@ def _torch_chunks(A, per_row=1):
     step = max(1, _CHUNK_ELEMENTS // max(n * per_row, 1))
     for start in range(0, rows, step):
         yield A[start : start + step].to(wd), start
+
+
+# The kernels take tensors by address (data_ptr()), and the entry points
+# check a batch in few steps: once a forward pass has filled the caches, each
+# conversion to numpy, function call or generator costs about a microsecond,
+# and all of them together as much as the kernel on a batch of 256 rows.
+# These helpers make tensors as the kernels take them (CPU, dtype,
+# C-contiguous) where the fast path does not apply.
+
+_DTYPE_OF = {
+    torch.float32: np.empty(0, np.float32),
+    torch.float64: np.empty(0, np.float64),
+}
+
+
+def _kernel_ready(t, dtype):
+    """Whether the kernels can take ``t`` as it is."""
+    return t.dtype == dtype and t.is_cpu and t.is_contiguous()
+
+
+def _state(t, dtype):
+    """``t`` itself when the kernels can add to it in place, else a copy
+    (then copied back)."""
+    if _kernel_ready(t, dtype):
+        return t
+    return t.to("cpu", dtype).contiguous()
+
+
+def _labels(y):
+    """The class of each row, as a contiguous int64 CPU tensor."""
+    if _kernel_ready(y, torch.int64):
+        return y
+    return y.to("cpu", torch.int64).contiguous()
+
+
+def _as_thresholds(t, dtype):
+    """Thresholds in the data's dtype, C-contiguous on the CPU.
+
+    Others are rounded down to it, which keeps ``v > t`` as it was.
+    """
+    if _kernel_ready(t, dtype):
+        return t
+    if t.dtype != dtype:
+        t = _round_down(t.to("cpu", torch.float64), dtype)
+    return t.to("cpu").contiguous()
+
+
+def _raise_columns(width, offset, n):
+    """Raise the error for columns ``offset .. offset + n`` out of ``width``."""
+    raise ValueError(
+        f"The state has {width} columns; columns {offset} .. {offset + n} were "
+        "asked for."
+    )
 
 
 # -- public entry points ------------------------------------------------------
@@ -315,9 +916,10 @@ def column_max(A, check_finite=False):
         dtype = np.float64 if working_dtype(A.dtype) == torch.float64 else np.float32
         out = np.zeros(n, dtype=dtype)
         nan = np.zeros(n, dtype=dtype)
+        kernel = _NUMBA["column_max"]
         for flat, rows, lda, _ in _cpu_blocks(A):
-            args = (flat, rows, lda, out, nan)
-            _run_over_columns(_NUMBA["column_max"], args, rows, n)
+            ranges = _column_ranges(rows, n)
+            _in_threads([(kernel, (flat, rows, lda, out, nan, *r)) for r in ranges])
         finite = not np.isnan(nan).any()
         maxima = torch.from_numpy(out.astype(np.float64))
     elif A.shape[0] == 0:
@@ -334,12 +936,12 @@ def column_max(A, check_finite=False):
     return maxima
 
 
-def accumulate_class_stats(A, y, class_max, active):
+def accumulate_class_stats(A, y, class_max, active, check_finite=False, offset=0):
     """Add a batch to per-class maxima and counts of positive values, in place.
 
     Parameters
     ----------
-    A : Tensor of shape (n_samples, n_neurons)
+    A : Tensor of shape (n_samples, n_columns)
         Activations, on the device of the state.
     y : Tensor of shape (n_samples,), dtype=int64
         Class index of each row, in ``[0, n_classes)``.
@@ -348,26 +950,86 @@ def accumulate_class_stats(A, y, class_max, active):
         positive); updated in place.
     active : Tensor of shape (n_classes, n_neurons), dtype=int64
         Number of values > 0 so far; updated in place.
+    check_finite : bool, default=False
+        Look for NaN and infinity in the same pass.
+    offset : int, default=0
+        The columns of ``A`` are the neurons ``offset .. offset + n_columns``.
+
+    Returns
+    -------
+    finite : bool
+        False when ``check_finite`` found NaN or infinity, for the caller to
+        raise: the state may then be partly updated. True otherwise.
     """
-    n = A.shape[1]
-    if backend(A.device) == "numba":
-        cmax, act, labels = class_max.numpy(), active.numpy(), y.numpy()
-        for flat, rows, lda, start in _cpu_blocks(A):
-            _run_over_columns(
-                _NUMBA["class_stats"],
-                (flat, rows, lda, labels[start : start + rows], cmax, act),
-                rows,
-                n,
-            )
-        return
+    rows, n = A.shape
+    n_classes, width = class_max.shape
+    if active.shape != (n_classes, width) or y.shape[0] != rows:
+        raise ValueError("y, class_max and active do not match the batch.")
+    if offset < 0 or offset + n > width:
+        _raise_columns(width, offset, n)
+    if A.is_cpu and _NUMBA is not None and not _numba_disabled():
+        kernel = _NUMBA["class_stats"]
+        if (
+            A.dtype in _DTYPE_OF
+            and A.stride(1) == 1
+            and 1 < rows * n < _PARALLEL_ELEMENTS
+            and class_max.dtype == torch.float64
+            and active.dtype == torch.int64
+            and y.dtype == torch.int64
+            and class_max.is_contiguous()
+            and active.is_contiguous()
+            and y.is_contiguous()
+            and class_max.is_cpu
+            and active.is_cpu
+            and y.is_cpu
+        ):
+            # A batch as the streaming statistics see it, in as few steps as
+            # possible (see _DTYPE_OF).
+            return kernel(
+                A.data_ptr(), A.stride(0), n, offset, 0, 0, rows, y.data_ptr(),
+                class_max.data_ptr(), active.data_ptr(), n_classes, width,
+                bool(check_finite), _DTYPE_OF[A.dtype],
+            )  # fmt: skip
+        cmax, act = _state(class_max, torch.float64), _state(active, torch.int64)
+        labels = _labels(y)
+        finite = True
+        for part, lda, start in _row_blocks(A):
+            args = (
+                part.shape[0], labels.data_ptr() + 8 * start, cmax.data_ptr(),
+                act.data_ptr(), n_classes, width, bool(check_finite),
+                _DTYPE_OF[part.dtype],
+            )  # fmt: skip
+            blocks = _column_blocks(part, lda, offset)
+            finite = all(_in_threads([(kernel, (*b, *args)) for b in blocks]))
+            if not finite:
+                break
+        if cmax is not class_max:
+            class_max.copy_(cmax)
+        if act is not active:
+            active.copy_(act)
+        return finite
+    if check_finite and A.numel() and not bool(torch.isfinite(A).all()):
+        return False
+    cmax, act = class_max[:, offset : offset + n], active[:, offset : offset + n]
     for chunk, start in _torch_chunks(A):
         yc = y[start : start + len(chunk)]
         index = yc[:, None].expand(-1, n)
-        class_max.scatter_reduce_(0, index, chunk.to(torch.float64), reduce="amax")
-        active.index_add_(0, yc, (chunk > 0).to(torch.int64))
+        cmax.scatter_reduce_(0, index, chunk.to(torch.float64), reduce="amax")
+        act.index_add_(0, yc, (chunk > 0).to(torch.int64))
+    return True
 
 
-def count_above(A, thresholds1, out1, y=None, thresholds2=None, out2=None):
+def group_rows(y):
+    """The classes ``y`` of a batch's rows in the form :func:`count_above`
+    reads them, for a batch counted in several column blocks: the conversion
+    is then done once. (The kernels sort the rows by class themselves.)
+    """
+    return _labels(y) if _numba_runs(y) else None
+
+
+def count_above(
+    A, thresholds1, out1, y=None, thresholds2=None, out2=None, offset=0, groups=None
+):
     """Count, in place, the values of each column above each threshold.
 
     ``out1[k, j] += #{i : A[i, j] > thresholds1[k, j]}`` for thresholds
@@ -375,37 +1037,239 @@ def count_above(A, thresholds1, out1, y=None, thresholds2=None, out2=None):
     ``out2[g, k, j] += #{i : y[i] = g, A[i, j] > thresholds2[g, k, j]}``
     for thresholds that depend on each row's group (its class). Thresholds
     are in :func:`working_dtype` of ``A``; both sets are counted in one pass.
+    The columns of ``A`` are the columns ``offset .. offset + n`` of the
+    thresholds and counts; ``groups`` is :func:`group_rows` of ``y``.
     """
-    n = A.shape[1]
+    rows, n = A.shape
+    k1, width = thresholds1.shape
     grouped = y is not None and thresholds2 is not None and thresholds2.shape[1] > 0
-    if backend(A.device) == "numba":
-        t1, o1 = thresholds1.numpy(), out1.numpy()
+    n_groups = k2 = 0
+    if grouped:
+        n_groups, k2, width2 = thresholds2.shape
+        if out2.shape != (n_groups, k2, width) or width2 != width or y.shape[0] != rows:
+            raise ValueError("y, thresholds2 and out2 do not match the batch.")
+    if out1.shape != (k1, width):
+        raise ValueError("thresholds1 and out1 have different shapes.")
+    if offset < 0 or offset + n > width:
+        _raise_columns(width, offset, n)
+    if A.is_cpu and _NUMBA is not None and not _numba_disabled():
+        kernel = _NUMBA["count_above"]
+        dtype = A.dtype
+        int64 = torch.int64
+        if (
+            dtype in _DTYPE_OF
+            and A.stride(1) == 1
+            and 1 < rows * n < _PARALLEL_ELEMENTS
+            and thresholds1.dtype == dtype
+            and out1.dtype == int64
+            and thresholds1.is_cpu
+            and out1.is_cpu
+            and thresholds1.is_contiguous()
+            and out1.is_contiguous()
+            and (
+                not grouped
+                or thresholds2.dtype == dtype
+                and out2.dtype == int64
+                and y.dtype == int64
+                and thresholds2.is_cpu
+                and out2.is_cpu
+                and y.is_cpu
+                and thresholds2.is_contiguous()
+                and out2.is_contiguous()
+                and y.is_contiguous()
+            )
+        ):
+            # A batch as the streaming statistics see it, in few steps.
+            t2, o2 = (thresholds2, out2) if grouped else (thresholds1, out1)
+            kernel(
+                A.data_ptr(), A.stride(0), n, offset, 0, 0, rows,
+                y.data_ptr() if grouped else 0, thresholds1.data_ptr(),
+                out1.data_ptr(), k1, t2.data_ptr(), o2.data_ptr(), n_groups, k2,
+                width, _DTYPE_OF[dtype],
+            )  # fmt: skip
+            return
+        wd = working_dtype(dtype)
+        t1, o1 = _as_thresholds(thresholds1, wd), _state(out1, torch.int64)
+        t2 = o2 = t1
         if grouped:
-            t2, o2, labels = thresholds2.numpy(), out2.numpy(), y.numpy()
-        else:
-            t2 = np.zeros((1, 0, n), dtype=t1.dtype)
-            o2 = np.zeros((1, 0, n), dtype=np.int64)
-        none = np.zeros(0, dtype=np.int64)
-        for flat, rows, lda, start in _cpu_blocks(A):
-            order = bounds = groups = none
-            if grouped:
-                # Rows sorted by group, so that each group's rows are counted
-                # against its thresholds as the shared ones are.
-                part = labels[start : start + rows]
-                order = np.argsort(part, kind="stable")
-                groups, first = np.unique(part[order], return_index=True)
-                bounds = np.append(first, rows).astype(np.int64)
-            args = (flat, rows, lda, order, bounds, groups, t1, o1, t2, o2)
-            _run_over_columns(_NUMBA["count_above"], args, rows, n)
+            t2, o2 = _as_thresholds(thresholds2, wd), _state(out2, torch.int64)
+            labels = groups if groups is not None else _labels(y)
+        for part, lda, start in _row_blocks(A):
+            args = (
+                part.shape[0], labels.data_ptr() + 8 * start if grouped else 0,
+                t1.data_ptr(), o1.data_ptr(), k1, t2.data_ptr(), o2.data_ptr(),
+                n_groups, k2, width, _DTYPE_OF[part.dtype],
+            )  # fmt: skip
+            blocks = _column_blocks(part, lda, offset)
+            _in_threads([(kernel, (*b, *args)) for b in blocks])
+        if o1 is not out1:
+            out1.copy_(o1)
+        if grouped and o2 is not out2:
+            out2.copy_(o2)
         return
     per_row = max(thresholds1.shape[0], thresholds2.shape[1] if grouped else 0)
+    t1, o1 = thresholds1[:, offset : offset + n], out1[:, offset : offset + n]
+    if grouped:
+        t2 = thresholds2[:, :, offset : offset + n]
+        o2 = out2[:, :, offset : offset + n]
     for chunk, start in _torch_chunks(A, per_row=per_row):
-        if thresholds1.shape[0]:
-            out1 += (chunk[:, None, :] > thresholds1).sum(0)
+        if t1.shape[0]:
+            o1 += (chunk[:, None, :] > t1).sum(0)
         if grouped:
             yc = y[start : start + len(chunk)]
-            above = (chunk[:, None, :] > thresholds2[yc]).to(torch.int64)
-            out2.index_add_(0, yc, above)
+            above = (chunk[:, None, :] > t2[yc]).to(torch.int64)
+            o2.index_add_(0, yc, above)
+
+
+def _block_table(blocks, rows, width):
+    """The column blocks of a batch as the kernels take them, the blocks one
+    after the other from column 0: the first's ``(address, lda, n, offset)``,
+    then the address and number of the others' in an array, and that array,
+    to be kept while the kernel runs. None when a block needs the per-block
+    functions: another dtype than the first, not on the CPU, rows not
+    contiguous, or large enough for threads.
+
+    The array is an ``array.array``: right after a forward pass (cold
+    caches) it costs a few microseconds less to make than a numpy array.
+    """
+    dtype = blocks[0].dtype
+    if dtype not in _DTYPE_OF:
+        return None
+    table = []
+    offset = 0
+    for A in blocks:
+        n_rows, n = A.shape
+        lda, step = A.stride()
+        if n_rows != rows:
+            raise ValueError(
+                f"The blocks of a batch have {rows} and {n_rows} rows; they must "
+                "have the same rows."
+            )
+        if (
+            A.dtype is not dtype
+            or not A.is_cpu
+            or (step != 1 and n > 1)
+            or rows * n >= _PARALLEL_ELEMENTS
+        ):
+            return None
+        table += (A.data_ptr(), lda, n, offset)
+        offset += n
+    if offset > width:
+        _raise_columns(width, 0, offset)
+    more = array("q", table[4:])
+    return (*table[:4], more.buffer_info()[0], len(blocks) - 1), more
+
+
+def accumulate_class_stats_blocks(blocks, y, class_max, active, check_finite=False):
+    """:func:`accumulate_class_stats` over the column blocks of one batch.
+
+    Block ``i`` holds the state's columns from the sum of the widths of the
+    blocks before it; all have the rows of ``y``. On the CPU the blocks are
+    counted in one kernel call, the rows sorted by class once; the counts
+    are those of one :func:`accumulate_class_stats` per block.
+
+    Returns
+    -------
+    finite : bool
+        False when ``check_finite`` found NaN or infinity in some block, for
+        the caller to raise (the state may then be partly updated). True
+        otherwise.
+    """
+    if not blocks:
+        return True
+    n_classes, width = class_max.shape
+    rows = blocks[0].shape[0]
+    table = None  # else the per-block functions, which also return or raise
+    if (
+        rows > 0
+        and y.shape[0] == rows
+        and active.shape == (n_classes, width)
+        and _NUMBA is not None
+        and class_max.dtype is torch.float64
+        and active.dtype is torch.int64
+        and y.dtype is torch.int64
+        and class_max.is_cpu
+        and active.is_cpu
+        and y.is_cpu
+        and class_max.is_contiguous()
+        and active.is_contiguous()
+        and y.is_contiguous()
+        and not _numba_disabled()
+    ):
+        table = _block_table(blocks, rows, width)
+    if table is not None:
+        table, _more = table  # _more holds the memory the kernel reads
+        return _NUMBA["class_stats"](
+            *table, rows, y.data_ptr(), class_max.data_ptr(), active.data_ptr(),
+            n_classes, width, bool(check_finite), _DTYPE_OF[blocks[0].dtype],
+        )  # fmt: skip
+    offset = 0
+    for A in blocks:
+        if not accumulate_class_stats(A, y, class_max, active, check_finite, offset):
+            return False
+        offset += A.shape[1]
+    return True
+
+
+def count_above_blocks(blocks, thresholds1, out1, y=None, thresholds2=None, out2=None):
+    """:func:`count_above` over the column blocks of one batch.
+
+    Block ``i`` holds the columns from the sum of the widths of the blocks
+    before it; all have the same rows. On the CPU the blocks are counted in
+    one kernel call, the rows sorted by group once; the counts are those of
+    one :func:`count_above` per block.
+    """
+    if not blocks:
+        return
+    k1, width = thresholds1.shape
+    grouped = y is not None and thresholds2 is not None and thresholds2.shape[1] > 0
+    rows = blocks[0].shape[0]
+    dtype = blocks[0].dtype
+    int64 = torch.int64
+    table = None
+    if (
+        rows > 0
+        and _NUMBA is not None
+        and out1.shape == (k1, width)
+        and thresholds1.dtype is dtype
+        and out1.dtype is int64
+        and thresholds1.is_cpu
+        and out1.is_cpu
+        and thresholds1.is_contiguous()
+        and out1.is_contiguous()
+        and (
+            not grouped
+            or out2.shape == thresholds2.shape
+            and thresholds2.shape[2] == width
+            and y.shape[0] == rows
+            and thresholds2.dtype is dtype
+            and out2.dtype is int64
+            and y.dtype is int64
+            and thresholds2.is_cpu
+            and out2.is_cpu
+            and y.is_cpu
+            and thresholds2.is_contiguous()
+            and out2.is_contiguous()
+            and y.is_contiguous()
+        )
+        and not _numba_disabled()
+    ):
+        table = _block_table(blocks, rows, width)
+    if table is not None:
+        table, _more = table  # _more holds the memory the kernel reads
+        n_groups, k2 = thresholds2.shape[:2] if grouped else (0, 0)
+        t2, o2 = (thresholds2, out2) if grouped else (thresholds1, out1)
+        _NUMBA["count_above"](
+            *table, rows, y.data_ptr() if grouped else 0, thresholds1.data_ptr(),
+            out1.data_ptr(), k1, t2.data_ptr(), o2.data_ptr(), n_groups, k2, width,
+            _DTYPE_OF[dtype],
+        )  # fmt: skip
+        return
+    groups = group_rows(y) if grouped else None
+    offset = 0
+    for A in blocks:
+        count_above(A, thresholds1, out1, y, thresholds2, out2, offset, groups)
+        offset += A.shape[1]
 
 
 def histogram_counts(A, edges, binning="right"):

@@ -83,6 +83,7 @@ def fit_entropy(estimator, X, y=None):
             f"n_bins={estimator.n_bins}, binning={estimator.binning!r}. Use the "
             "same values in begin_histograms and in ActivationEntropy."
         )
+    stats._check_same_samples()
     _reset(estimator, stats)
     n, n_proba = _layout(estimator, stats)
     estimator.n_classes_in_ = n_proba

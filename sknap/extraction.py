@@ -1,5 +1,6 @@
 """Activations of a PyTorch classifier, as a scikit-learn transformer."""
 
+import contextlib
 import difflib
 import os
 from numbers import Integral
@@ -20,6 +21,7 @@ from ._inputs import (
     check_memory,
     count_samples,
     loader_batches,
+    raise_nonfinite,
 )
 from ._layout import PROBA_PREFIX
 
@@ -245,7 +247,8 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                     "X must be a tensor of shape (n_samples, ...) with at least one "
                     f"sample and one feature. Got shape {tuple(X.shape)}."
                 )
-            if X.is_floating_point() and not torch.isfinite(X).all():
+            # Later calls check every batch as it goes through the backbone.
+            if reset and X.is_floating_point() and not torch.isfinite(X).all():
                 raise ValueError(
                     "Input X contains NaN or infinity. Remove or impute those "
                     "values before extracting activations."
@@ -254,7 +257,13 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                 self.n_features_in_ = X.shape[1]
             return X
         return validate_data(
-            self, X, reset=reset, allow_nd=True, dtype="numeric", ensure_min_features=1
+            self,
+            X,
+            reset=reset,
+            allow_nd=True,
+            dtype="numeric",
+            ensure_min_features=1,
+            ensure_all_finite=reset,
         )
 
     def _batches(self, X, y=None, labelled=False):
@@ -379,6 +388,10 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             )
         output = output.detach().float()
         if self.output == "logits":
+            if output.device.type == "cpu" and output.shape[1] < 16:
+                # Same values; torch's CPU softmax along rows this short is
+                # about 6x slower than along the columns of the transpose.
+                return torch.softmax(output.t(), dim=0).t().contiguous()
             return torch.softmax(output, dim=1)
         if self.output == "log_proba":
             return output.exp()
@@ -391,16 +404,39 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             "channels_last": _device.use_channels_last(self.channels_last, backbone),
         }
 
-    def _forward(self, backbone, hooks, batch, device, dtype, layout):
-        hooks.reset()
-        batch = _device.to_device(batch, device, dtype, **layout)
+    @contextlib.contextmanager
+    def _hooked(self, backbone, modules, wanted):
+        """The hooks, with the backbone locked, in eval mode, under no_grad."""
+        with (
+            _device.exclusive(backbone),
+            _device.EvalMode(backbone),
+            torch.no_grad(),
+            LayerHooks(modules, self.reduce, wanted) as hooks,
+        ):
+            yield hooks
+
+    @staticmethod
+    def _check_batch(batch):
+        """Raise when an input batch (in the backbone's dtype) is not finite."""
         if not _device.all_finite(batch):
             raise ValueError(
                 "Input X contains NaN or infinity, or values beyond the range of "
-                f"the backbone's dtype {dtype} (largest "
-                f"{torch.finfo(dtype).max:.3g}). Remove or impute those values, "
-                "and scale X as in training, before extracting activations."
+                f"the backbone's dtype {batch.dtype} (largest "
+                f"{torch.finfo(batch.dtype).max:.3g}). Remove or impute those "
+                "values, and scale X as in training, before extracting activations."
             )
+
+    def _forward(self, backbone, hooks, batch, device, dtype, layout, check=True):
+        """(probabilities, the batch as the backbone received it).
+
+        Without ``check`` the input is not looked at: the caller checks the
+        rows, and only when they are not finite, the input (NaN or infinity in
+        X shows in the activations).
+        """
+        hooks.reset()
+        batch = _device.to_device(batch, device, dtype, **layout)
+        if check:
+            self._check_batch(batch)
         try:
             with _device.autocast(device, self.autocast):
                 output = backbone(batch)
@@ -410,7 +446,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                 f"{err}. Check that X has the shape the backbone expects, "
                 "(n_samples, *input_shape)."
             ) from err
-        return self._probabilities(output)
+        return self._probabilities(output), batch
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -448,13 +484,8 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             X, (torch.utils.data.Dataset, torch.utils.data.DataLoader)
         ):
             self.n_features_in_ = self.input_shape_[0] if self.input_shape_ else 1
-        with (
-            _device.exclusive(backbone),
-            _device.EvalMode(backbone),
-            torch.no_grad(),
-            LayerHooks(modules, self.reduce, wanted) as hooks,
-        ):
-            proba = self._forward(
+        with self._hooked(backbone, modules, wanted) as hooks:
+            proba, _ = self._forward(
                 backbone,
                 hooks,
                 first,
@@ -544,13 +575,14 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         # list of batches would hold the result twice at the peak.
         out = np.empty((n_samples, n_columns), dtype=np.float32) if exact else None
         rows, filled = [], 0
-        for values, _ in self._iter_blocks(X):
-            values = values.cpu().numpy()
-            if out is not None and filled + len(values) <= len(out):
-                out[filled : filled + len(values)] = values
-            else:
-                rows.append(values)
-            filled += len(values)
+        with contextlib.closing(self._iter_blocks(X, hold=True)) as batches:
+            for values, _ in batches:
+                values = values.cpu().numpy()
+                if out is not None and filled + len(values) <= len(out):
+                    out[filled : filled + len(values)] = values
+                else:
+                    rows.append(values)
+                filled += len(values)
         if not filled:
             raise ValueError("X is empty: ActivationExtractor needs at least 1 sample.")
         if out is None:
@@ -612,63 +644,131 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             )
         return streaming.ActivationBatches(self, X, y)
 
-    def _iter_blocks(self, X, y=None, labelled=False):
-        """Yield ``(Z, labels)`` per batch: the rows of ``transform`` as a
-        float32 tensor on the device, and the batch's labels or None.
-
-        Hooks, eval mode and ``no_grad`` hold only during each forward pass,
-        not while the caller works on a batch.
-        """
+    def _prepare(self, X, y):
+        """What every pass over ``X`` needs: (backbone, modules, wanted, dtype,
+        device, layout, number of batches or None, batches of (input, labels))."""
         device = _device.resolve_device(self.device)
         backbone = _device.on_device(self.backbone, device)
         modules, wanted = self._resolve_modules(backbone)
-        dtype = _device.float_dtype(backbone)
         total, batches = self._batches(X, y, labelled=True)
         layout = self._input_layout(backbone, device)
-        block_names = [*self.layer_names_, None]
+        dtype = _device.float_dtype(backbone)
+        return backbone, modules, wanted, dtype, device, layout, total, batches
+
+    def _check_shape(self, batch):
+        if tuple(batch.shape[1:]) != self.input_shape_:
+            raise ValueError(
+                f"X has samples of shape {tuple(batch.shape[1:])}, but "
+                f"{type(self).__name__} was fitted on samples of shape "
+                f"{self.input_shape_}."
+            )
+
+    def _check_order(self, hooks):
+        if hooks.order != self._calls:
+            raise ValueError(
+                "The layers ran in a different order or number of calls than "
+                "during fit, so the columns would not line up. Refit the "
+                "extractor; the backbone's forward pass must not depend on the "
+                "batch."
+            )
+
+    def _iter_blocks(self, X, y=None, labelled=False, hold=False):
+        """Yield ``(Z, labels)`` per batch: the rows of ``transform`` as a
+        float32 tensor on the device, and the batch's labels or None.
+
+        By default hooks, eval mode and ``no_grad`` hold only during each
+        forward pass, not while the caller works on a batch (which may run the
+        backbone itself). With ``hold`` they hold from the first batch until
+        the generator is closed, for callers in this package: they must close
+        it (``contextlib.closing``), even after an error.
+        """
+        backbone, modules, wanted, dtype, device, layout, total, batches = (
+            self._prepare(X, y)
+        )
         slices = [self.layer_slices_[b] for b in self.layer_names_]
         slices.append(self.layer_slices_["proba"])
         n_columns = self.n_neurons_ + self.n_outputs_
-        for batch, labels in tqdm(
-            batches, total=total, disable=not self.progress, desc="extract"
-        ):
-            if tuple(batch.shape[1:]) != self.input_shape_:
-                raise ValueError(
-                    f"X has samples of shape {tuple(batch.shape[1:])}, but "
-                    f"{type(self).__name__} was fitted on samples of shape "
-                    f"{self.input_shape_}."
-                )
-            # _forward checks the batch for NaN and infinity.
-            values = torch.empty(
-                (batch.shape[0], n_columns), dtype=torch.float32, device=device
-            )
-            with (
-                _device.exclusive(backbone),
-                _device.EvalMode(backbone),
-                torch.no_grad(),
-                LayerHooks(modules, self.reduce, wanted) as hooks,
+        with contextlib.ExitStack() as held:
+            if hold:
+                hooks = held.enter_context(self._hooked(backbone, modules, wanted))
+            for batch, labels in tqdm(
+                batches, total=total, disable=not self.progress, desc="extract"
             ):
-                # The hooks write each block into its columns of `values`.
-                hooks.sink = {
-                    call: values[:, sl]
-                    for call, sl in zip(self._calls, slices, strict=False)
-                }
-                proba = self._forward(backbone, hooks, batch, device, dtype, layout)
-                if hooks.order != self._calls:
-                    raise ValueError(
-                        "The layers ran in a different order or number of calls than "
-                        "during fit, so the columns would not line up. Refit the "
-                        "extractor; the backbone's forward pass must not depend on "
-                        "the batch."
+                self._check_shape(batch)
+                values = torch.empty(
+                    (batch.shape[0], n_columns), dtype=torch.float32, device=device
+                )
+                with (
+                    contextlib.nullcontext(hooks)
+                    if hold
+                    else self._hooked(backbone, modules, wanted)
+                ) as hooks:
+                    # The hooks write each block into its columns of `values`.
+                    hooks.sink = {
+                        call: values[:, sl]
+                        for call, sl in zip(self._calls, slices, strict=False)
+                    }
+                    proba, batch = self._forward(
+                        backbone, hooks, batch, device, dtype, layout, check=False
                     )
-                blocks = [hooks.outputs[call] for call in self._calls] + [proba]
+                    self._check_order(hooks)
+                    blocks = [hooks.outputs[c] for c in self._calls] + [proba]
                 for block, sl in zip(blocks, slices, strict=True):
                     view = values[:, sl]
                     if block.data_ptr() != view.data_ptr():
                         view.copy_(block)
                 if not _device.all_finite(values):
-                    check_finite(zip(block_names, blocks, strict=True))
-            yield values, labels
+                    self._check_batch(batch)
+                    check_finite(zip([*self.layer_names_, None], blocks, strict=True))
+                yield values, labels
+
+    def _consume_blocks(self, X, y, start, consume, finish):
+        """Run the backbone over ``X``, handing every block to callbacks while
+        it is in the cache: nothing is copied, nothing kept.
+
+        For each batch, ``state = start(labels, n_rows, device)``; then,
+        inside the forward hook of every recorded layer call,
+        ``consume(state, offset, block)``, ``offset`` the block's first column
+        in the rows of ``transform`` and ``block`` a float32 tensor, and the
+        same for the probabilities after the forward pass; then
+        ``finish(state)``. ``consume`` looks for NaN and infinity and returns
+        False when it finds some: the pass then stops with the error that
+        names X or the layer. The hooks hold for the whole pass.
+        """
+        backbone, modules, wanted, dtype, device, layout, total, batches = (
+            self._prepare(X, y)
+        )
+        offsets = {
+            call: (self.layer_slices_[name].start, name)
+            for call, name in zip(self._calls, self.layer_names_, strict=True)
+        }
+        proba_offset = self.layer_slices_["proba"].start
+        with self._hooked(backbone, modules, wanted) as hooks:
+            for batch, labels in tqdm(
+                batches, total=total, disable=not self.progress, desc="extract"
+            ):
+                self._check_shape(batch)
+                state = start(labels, batch.shape[0], device)
+                bad = []
+
+                def take(call, block, state=state, bad=bad):
+                    offset, name = offsets.get(call, (None, None))
+                    if offset is None:
+                        return  # a call fit did not see: _check_order raises
+                    if not consume(state, offset, block.float()):
+                        bad.append(name)
+
+                hooks.consume = take
+                proba, batch = self._forward(
+                    backbone, hooks, batch, device, dtype, layout, check=False
+                )
+                self._check_order(hooks)
+                if not consume(state, proba_offset, proba):
+                    bad.append(None)
+                if bad:
+                    self._check_batch(batch)
+                    raise_nonfinite(bad[0])
+                finish(state)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the columns ``transform`` returns.

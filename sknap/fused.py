@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from . import _device
+
 __all__ = ["fused_transform"]
 
 
@@ -117,35 +119,56 @@ def fused_transform(pipeline, X):
     X = extractor._check_input(X, reset=False)
     n_neurons = probabilities.n_neurons_in_
     n_classes = len(probabilities.classes_)
-    P = None
-    index = None
+    n_columns = extractor.n_neurons_ + extractor.n_outputs_
+    proba_offset = extractor.layer_slices_["proba"].start
+    P = torch.as_tensor(probabilities.activation_probability_.T, dtype=torch.float32)
+    # P's rows for every column of the extractor (zero for the neurons the
+    # entropy step dropped): each block adds its active neurons' share of q.
+    weights = torch.zeros((n_columns, n_classes))
+    weights[torch.as_tensor(columns[:n_neurons])] = P
+    proba_index = torch.as_tensor(np.asarray(columns[n_neurons:]) - proba_offset)
+    blocks = [
+        (sl.start, sl.stop - sl.start) for name, sl in extractor.layer_slices_.items()
+    ]
+    on = {}  # the tensors above, on the device; each block's rows of weights
     out = []
-    for Z, _ in extractor._iter_blocks(X):
-        if P is None:
-            P = torch.as_tensor(
-                probabilities.activation_probability_, dtype=Z.dtype
-            ).to(Z.device)
-            index = torch.as_tensor(columns, device=Z.device)
-        Z = Z.index_select(1, index)
-        A = Z[:, :n_neurons]
-        if n_neurons == Z.shape[1]:
-            proba = torch.full(
-                (Z.shape[0], n_classes), 1.0 / n_classes, dtype=Z.dtype, device=Z.device
-            )
-        else:
-            proba = Z[:, n_neurons:]
-        out.append(_features(A, proba, P).cpu().numpy())
+
+    def start(labels, n_rows, device):
+        if not on:
+            on["proba_index"] = proba_index.to(device)
+            for offset, width in blocks:
+                w = weights[offset : offset + width]
+                on[offset] = w.to(device) if w.any() else None
+        zeros = torch.zeros((n_rows, n_classes), device=device)
+        return {"q": zeros, "proba": None}
+
+    def consume(state, offset, block):
+        if not _device.all_finite(block):
+            return False
+        if offset == proba_offset:
+            index = on["proba_index"]
+            state["proba"] = block.index_select(1, index) if len(index) else None
+        if on[offset] is not None:
+            state["q"].addmm_((block > 0).float(), on[offset])
+        return True
+
+    def finish(state):
+        q, proba = state["q"], state["proba"]
+        if proba is None:
+            proba = torch.full_like(q, 1.0 / n_classes)
+        out.append(_features(q, proba).cpu().numpy())
+
+    extractor._consume_blocks(X, None, start, consume, finish)
     return np.concatenate(out, axis=0)
 
 
-def _features(A, proba, P):
-    """:func:`~sknap.proposed_proba` and the probabilities, in torch.
+def _features(q, proba):
+    """:func:`~sknap.proposed_proba` from ``q = u @ P.T``, and the probabilities.
 
-    In the rows' float32 rather than float64: the result is float32 either
-    way, and the sums over neurons differ from the float64 ones by about
-    1e-7 relative.
+    In float32 rather than float64: the result is float32 either way, and
+    the sums over neurons differ from the float64 ones by about 1e-7
+    relative.
     """
-    q = (A > 0).to(P.dtype) @ P.T
     raw = q * proba
     total = raw.sum(dim=1, keepdim=True)
     ok = total > 0

@@ -228,6 +228,14 @@ class NeuronStatistics:
                 f"A batch has {n_rows} rows but its labels have shape "
                 f"{labels.shape}; give one label per row."
             )
+        if len(self.classes_):
+            # Common case, every label already seen: no sort per batch.
+            pos = np.searchsorted(self.classes_, labels)
+            if len(pos) and pos.max() < len(self.classes_):
+                if np.array_equal(self.classes_[pos], labels):
+                    return torch.from_numpy(pos.astype(np.int64, copy=False)).to(
+                        self.device
+                    )
         uniq, inverse = np.unique(labels, return_inverse=True)
         pos = np.searchsorted(self.classes_, uniq)
         known = pos < len(self.classes_)
@@ -266,7 +274,8 @@ class NeuronStatistics:
         return self._update(A, y, check_finite=True)
 
     def _update(self, A, y, check_finite):
-        A = _check_batch(A, self.n_neurons_, check_finite)
+        # The first pass looks for NaN and infinity within its counting kernel.
+        A = _check_batch(A, self.n_neurons_, check_finite and self.second_pass)
         if self.class_max_ is None:
             # No class rows yet when labelled: _class_index adds them.
             if y is not None:
@@ -277,9 +286,70 @@ class NeuronStatistics:
         if self.second_pass:
             self._count_bins(A, rows)
             return self
+        finite = _kernels.accumulate_class_stats(
+            A, rows, self.class_max_, self.active_count_, check_finite=check_finite
+        )
+        if not finite:
+            raise ValueError(NONFINITE_BATCH)
         self.n_samples_ += A.shape[0]
         self.class_count_ += torch.bincount(rows, minlength=len(self.class_count_))
-        _kernels.accumulate_class_stats(A, rows, self.class_max_, self.active_count_)
+        return self
+
+    def _update_from_extractor(self, extractor, X, y):
+        """Count the extractor's blocks inside its forward hooks, while each
+        layer's output is in the cache: the rows are never assembled.
+
+        The first pass's kernel checks for NaN and infinity (the extractor
+        then names the layer); the second reads the same values.
+        """
+        n_columns = extractor.n_neurons_ + extractor.n_outputs_
+        if self.n_neurons_ is not None and self.n_neurons_ != n_columns:
+            raise ValueError(
+                f"The extractor makes {n_columns} columns but the earlier batches "
+                f"had {self.n_neurons_}; every batch needs the same columns."
+            )
+
+        # Labels given as an array are looked up once for the whole pass: the
+        # batches are its consecutive slices.
+        rows_of_y, position = None, 0
+
+        def start(labels, n_rows, device):
+            nonlocal rows_of_y, position
+            if self.class_max_ is None:
+                if labels is not None:
+                    self.classes_ = np.asarray(_to_numpy(labels))[:0]
+                self._allocate(n_columns, 0 if labels is not None else 1, device)
+            if y is None:
+                return self._class_index(labels, n_rows)
+            if rows_of_y is None:
+                rows_of_y = self._class_index(y, len(y))
+            position += n_rows
+            return rows_of_y[position - n_rows : position]
+
+        if self.second_pass:
+
+            def consume(rows, offset, block):
+                self._count_bins(block.to(self.device), rows, offset)
+                return True
+
+            def finish(rows):
+                pass
+
+        else:
+
+            def consume(rows, offset, block):
+                return _kernels.accumulate_class_stats(
+                    block.to(self.device), rows, self.class_max_, self.active_count_,
+                    check_finite=True, offset=offset,
+                )  # fmt: skip
+
+            def finish(rows):
+                self.n_samples_ += len(rows)
+                self.class_count_ += torch.bincount(
+                    rows, minlength=len(self.class_count_)
+                )
+
+        extractor._consume_blocks(X, y, start, consume, finish)
         return self
 
     def update_from(self, batches):
@@ -300,11 +370,39 @@ class NeuronStatistics:
         names = getattr(batches, "feature_names", None)
         if names is not None:
             self.feature_names = np.asarray(names, dtype=object)
-        # The extractor's batches were checked for NaN as they were made.
-        check_finite = not isinstance(batches, ActivationBatches)
+        if isinstance(batches, ActivationBatches):
+            return self._update_from_extractor(batches.extractor, batches.X, batches.y)
         for A, y in iter_batches(batches):
-            self._update(A, y, check_finite)
+            self._update(A, y, True)
         return self
+
+    def _check_same_samples(self):
+        """Raise when the second pass did not see the first pass's samples.
+
+        Row 0 of the counts is ``#{v > 0}`` in both binnings: it must equal
+        the first pass's active counts, column by column (a partial second
+        pass, other data, NaN, or a backbone that is not deterministic).
+        """
+        if not self.second_pass:
+            return
+        first = self.active_count_.sum(dim=0)
+        same = torch.equal(self._above[0], first)
+        if same and self.per_class:
+            same = torch.equal(self._class_above[:, 0], self.active_count_)
+        if not same:
+            seen, expected = int(self._above[0].sum()), int(first.sum())
+            detail = (
+                f"counted {seen:,} positive values where the first counted {expected:,}"
+                if seen != expected
+                else "counted as many positive values as the first, but in other "
+                "neurons or classes"
+            )
+            raise ValueError(
+                f"The second pass {detail}: both passes must go over the same "
+                "samples, all of them, with the same labels, and give the same "
+                "activations (a deterministic backbone in eval mode; merge the "
+                "second passes of all shards before fitting)."
+            )
 
     def begin_histograms(self, n_bins=10, *, binning="right", per_class=True):
         """Statistics of the second pass, with edges from these maxima.
@@ -356,7 +454,8 @@ class NeuronStatistics:
             )
         return out
 
-    def _count_bins(self, A, rows):
+    def _count_bins(self, A, rows, offset=0):
+        """Count the columns ``offset ..`` of one batch in their bins."""
         wd = _kernels.working_dtype(A.dtype)
         if wd not in self._thresholds:
             shared = _kernels.thresholds(self.bin_edges_, wd, self.binning)
@@ -367,7 +466,7 @@ class NeuronStatistics:
         shared, by_class = self._thresholds[wd]
         _kernels.count_above(
             A, shared, self._above, rows if self.per_class else None,
-            by_class, self._class_above,
+            by_class, self._class_above, offset=offset,
         )  # fmt: skip
 
     # -- merging --------------------------------------------------------------
@@ -543,6 +642,12 @@ def _default_device(group):
     return torch.device("cpu")
 
 
+NONFINITE_BATCH = (
+    "A batch contains NaN or infinity. Remove or impute those values before "
+    "computing statistics."
+)
+
+
 def _to_numpy(y):
     return y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y
 
@@ -563,10 +668,7 @@ def _check_batch(A, n_columns, check_finite=True):
     if not A.is_floating_point():
         A = A.to(torch.float64)
     if check_finite and not _device.all_finite(A):
-        raise ValueError(
-            "A batch contains NaN or infinity. Remove or impute those values "
-            "before computing statistics."
-        )
+        raise ValueError(NONFINITE_BATCH)
     return A
 
 
@@ -670,6 +772,9 @@ class ActivationBatches:
         self.feature_names = extractor.get_feature_names_out()
 
     def __iter__(self):
+        return self._iter()
+
+    def _iter(self):
         return self.extractor._iter_blocks(self.X, self.y, labelled=True)
 
     def __repr__(self):

@@ -24,6 +24,7 @@ from sknap import (
     AuxiliaryClassifier,
     DeadNeuronWarning,
     EmptyClassWarning,
+    NeuronStatistics,
     _device,
     make_nap_pipeline,
 )
@@ -68,7 +69,7 @@ class _Items(Dataset):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("kind", ["array", "tensor", "dataset"])
-@pytest.mark.parametrize("at", ["fit", "transform"])
+@pytest.mark.parametrize("at", ["fit", "transform", "streamed fit"])
 def test_nan_or_inf_in_X(net, data, bad, kind, at):
     X = data[0].copy()
     X[3, 1] = bad
@@ -77,10 +78,15 @@ def test_nan_or_inf_in_X(net, data, bad, kind, at):
     elif kind == "dataset":
         X = TensorDataset(torch.from_numpy(X))
     extractor = ActivationExtractor(net, batch_size=8)
-    if at == "transform":
+    if at != "fit":
         extractor.fit(data[0])
     with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
-        extractor.fit_transform(X) if at == "fit" else extractor.transform(X)
+        if at == "fit":
+            extractor.fit_transform(X)
+        elif at == "transform":
+            extractor.transform(X)
+        else:
+            ActivationEntropy(n_classes=0).fit(extractor.batches(X))
 
 
 def test_both_infinities_in_X(net, data):
@@ -719,6 +725,23 @@ def test_dataloader_that_drops_the_last_batch(net, data):
     Z = extractor.transform(loader)
     assert Z.shape == (24, 9)
     assert_allclose(Z, extractor.transform(data[0][:24]), rtol=1e-6, atol=1e-7)
+
+
+# --- Row 18: a second pass over other samples than the first -----------------
+
+
+@pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+def test_second_pass_over_other_samples(Z, data):
+    y = data[1]
+    parts = [(Z[:10], y[:10]), (Z[10:20], y[10:20]), (Z[20:], y[20:])]
+    first = NeuronStatistics().update_from(parts)
+    partial = first.begin_histograms(5).update_from(parts[:2])
+    seen, expected = int((Z[:20] > 0).sum()), int((Z > 0).sum())
+    with pytest.raises(
+        ValueError,
+        match=f"counted {seen:,} positive values where the first counted {expected:,}",
+    ):
+        ActivationEntropy(n_bins=5).fit(partial)
 
 
 # --- Unfitted estimators -------------------------------------------------------

@@ -376,6 +376,68 @@ def test_extractor_batches_errors(mlp_data):
         extractor.batches(dataset, y)
 
 
+class _ChangedInPlace(torch.nn.Module):
+    """fc1's output is changed in place after its hook ran; counts forwards."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = torch.nn.Linear(10, 16)
+        self.out = torch.nn.Linear(16, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        h = self.fc1(x)
+        h += 1.0
+        return self.out(torch.relu(h))
+
+
+@pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+def test_streamed_statistics_see_outputs_before_in_place_changes(mlp_data):
+    _, X, y = mlp_data
+    model = _ChangedInPlace()
+    extractor = ActivationExtractor(model, layers=["fc1"], batch_size=64).fit(X)
+    Z = extractor.transform(X)
+    # The rows hold fc1's output before `h += 1`.
+    with torch.no_grad():
+        expected = model.fc1(torch.from_numpy(X)).numpy()
+    assert_allclose(Z[:, :16], expected, rtol=1e-6, atol=1e-6)
+    model.calls = 0
+    batches = extractor.batches(X, y)
+    streamed = NeuronStatistics().update_from(batches)
+    # Counted inside fc1's hook, before `h += 1`: one forward pass per batch.
+    assert model.calls == 5
+    in_memory = NeuronStatistics().update_from(_shards(Z, y, size=64))
+    assert torch.equal(streamed.class_max_, in_memory.class_max_)
+    assert torch.equal(streamed.active_count_, in_memory.active_count_)
+    _assert_fits_equal(batches, batches, Z, y, n_bins=5)
+
+
+def test_streamed_statistics_name_the_layer_that_overflows(mlp_data):
+    model, X, y = mlp_data
+    with torch.no_grad():
+        model.fc1.weight.fill_(1.0)
+    extractor = ActivationExtractor(model, batch_size=64).fit(X)
+    X = X.copy()
+    X[100] = 3e38  # finite in float32; fc1's sums of ten overflow
+    with pytest.raises(ValueError, match="NaN or infinity in layer 'relu1'"):
+        ActivationProbabilityFeatures().fit(extractor.batches(X, y))
+
+
+@pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+def test_second_pass_with_labels_moved_is_refused(rng):
+    # The same positive values per neuron, in other classes (row 18 of
+    # docs/errors.md has the partial second pass).
+    X, y = _data(rng)
+    first = NeuronStatistics().update_from(_shards(X, y))
+    other = first.begin_histograms(5).update_from([(X, np.roll(y, 1))])
+    with pytest.raises(ValueError, match="as many positive values as the first"):
+        ActivationEntropy(n_bins=5).fit(other)
+    complete = first.begin_histograms(5).update_from([(X, y)])
+    assert ActivationEntropy(n_bins=5).fit(complete).n_neurons_in_ == 25
+
+
 @pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
 @pytest.mark.parametrize("n_neurons", [None, 0.5])
 def test_fused_transform_equals_pipeline(mlp_data, n_neurons):
