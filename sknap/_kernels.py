@@ -21,7 +21,6 @@ float64. A histogram bin is a difference of two such counts.
 """
 
 import os
-from array import array
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -34,13 +33,10 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = [
     "accumulate_class_stats",
-    "accumulate_class_stats_blocks",
     "backend",
     "bins_from_counts",
     "column_max",
     "count_above",
-    "count_above_blocks",
-    "group_rows",
     "histogram_counts",
     "thresholds",
     "working_dtype",
@@ -517,12 +513,12 @@ def _intrinsics(numba):
 # columns ``offset ..``. A batch's blocks (the layers of a network) go in one
 # call, its rows sorted by class once; a range of columns of one matrix,
 # which a thread counts, is a block too. The first block comes as four
-# numbers, any others as ``n_more`` rows of four int64 at address ``pmore``
-# (see _block_table). The kernels take the other arrays by address as well
-# (see ``_DTYPE_OF``), ``dtype`` an empty array of the data's dtype. They are
-# module functions that call each other as globals: numba's cache key
-# includes a kernel's closure variables, and a dispatcher or an intrinsic
-# pickles differently in each process, which would defeat the cache.
+# numbers, any others as ``n_more`` rows of four int64 at address ``pmore``.
+# The kernels take the other arrays by address as well (see ``_DTYPE_OF``),
+# ``dtype`` an empty array of the data's dtype. They are module functions
+# that call each other as globals: numba's cache key includes a kernel's
+# closure variables, and a dispatcher or an intrinsic pickles differently in
+# each process, which would defeat the cache.
 
 if numba is not None:
     _view, _count_block, _stats_block, _SHAPE = _intrinsics(numba)
@@ -1019,17 +1015,7 @@ def accumulate_class_stats(A, y, class_max, active, check_finite=False, offset=0
     return True
 
 
-def group_rows(y):
-    """The classes ``y`` of a batch's rows in the form :func:`count_above`
-    reads them, for a batch counted in several column blocks: the conversion
-    is then done once. (The kernels sort the rows by class themselves.)
-    """
-    return _labels(y) if _numba_runs(y) else None
-
-
-def count_above(
-    A, thresholds1, out1, y=None, thresholds2=None, out2=None, offset=0, groups=None
-):
+def count_above(A, thresholds1, out1, y=None, thresholds2=None, out2=None, offset=0):
     """Count, in place, the values of each column above each threshold.
 
     ``out1[k, j] += #{i : A[i, j] > thresholds1[k, j]}`` for thresholds
@@ -1038,7 +1024,7 @@ def count_above(
     for thresholds that depend on each row's group (its class). Thresholds
     are in :func:`working_dtype` of ``A``; both sets are counted in one pass.
     The columns of ``A`` are the columns ``offset .. offset + n`` of the
-    thresholds and counts; ``groups`` is :func:`group_rows` of ``y``.
+    thresholds and counts.
     """
     rows, n = A.shape
     k1, width = thresholds1.shape
@@ -1093,7 +1079,7 @@ def count_above(
         t2 = o2 = t1
         if grouped:
             t2, o2 = _as_thresholds(thresholds2, wd), _state(out2, torch.int64)
-            labels = groups if groups is not None else _labels(y)
+            labels = _labels(y)
         for part, lda, start in _row_blocks(A):
             args = (
                 part.shape[0], labels.data_ptr() + 8 * start if grouped else 0,
@@ -1119,157 +1105,6 @@ def count_above(
             yc = y[start : start + len(chunk)]
             above = (chunk[:, None, :] > t2[yc]).to(torch.int64)
             o2.index_add_(0, yc, above)
-
-
-def _block_table(blocks, rows, width):
-    """The column blocks of a batch as the kernels take them, the blocks one
-    after the other from column 0: the first's ``(address, lda, n, offset)``,
-    then the address and number of the others' in an array, and that array,
-    to be kept while the kernel runs. None when a block needs the per-block
-    functions: another dtype than the first, not on the CPU, rows not
-    contiguous, or large enough for threads.
-
-    The array is an ``array.array``: right after a forward pass (cold
-    caches) it costs a few microseconds less to make than a numpy array.
-    """
-    dtype = blocks[0].dtype
-    if dtype not in _DTYPE_OF:
-        return None
-    table = []
-    offset = 0
-    for A in blocks:
-        n_rows, n = A.shape
-        lda, step = A.stride()
-        if n_rows != rows:
-            raise ValueError(
-                f"The blocks of a batch have {rows} and {n_rows} rows; they must "
-                "have the same rows."
-            )
-        if (
-            A.dtype is not dtype
-            or not A.is_cpu
-            or (step != 1 and n > 1)
-            or rows * n >= _PARALLEL_ELEMENTS
-        ):
-            return None
-        table += (A.data_ptr(), lda, n, offset)
-        offset += n
-    if offset > width:
-        _raise_columns(width, 0, offset)
-    more = array("q", table[4:])
-    return (*table[:4], more.buffer_info()[0], len(blocks) - 1), more
-
-
-def accumulate_class_stats_blocks(blocks, y, class_max, active, check_finite=False):
-    """:func:`accumulate_class_stats` over the column blocks of one batch.
-
-    Block ``i`` holds the state's columns from the sum of the widths of the
-    blocks before it; all have the rows of ``y``. On the CPU the blocks are
-    counted in one kernel call, the rows sorted by class once; the counts
-    are those of one :func:`accumulate_class_stats` per block.
-
-    Returns
-    -------
-    finite : bool
-        False when ``check_finite`` found NaN or infinity in some block, for
-        the caller to raise (the state may then be partly updated). True
-        otherwise.
-    """
-    if not blocks:
-        return True
-    n_classes, width = class_max.shape
-    rows = blocks[0].shape[0]
-    table = None  # else the per-block functions, which also return or raise
-    if (
-        rows > 0
-        and y.shape[0] == rows
-        and active.shape == (n_classes, width)
-        and _NUMBA is not None
-        and class_max.dtype is torch.float64
-        and active.dtype is torch.int64
-        and y.dtype is torch.int64
-        and class_max.is_cpu
-        and active.is_cpu
-        and y.is_cpu
-        and class_max.is_contiguous()
-        and active.is_contiguous()
-        and y.is_contiguous()
-        and not _numba_disabled()
-    ):
-        table = _block_table(blocks, rows, width)
-    if table is not None:
-        table, _more = table  # _more holds the memory the kernel reads
-        return _NUMBA["class_stats"](
-            *table, rows, y.data_ptr(), class_max.data_ptr(), active.data_ptr(),
-            n_classes, width, bool(check_finite), _DTYPE_OF[blocks[0].dtype],
-        )  # fmt: skip
-    offset = 0
-    for A in blocks:
-        if not accumulate_class_stats(A, y, class_max, active, check_finite, offset):
-            return False
-        offset += A.shape[1]
-    return True
-
-
-def count_above_blocks(blocks, thresholds1, out1, y=None, thresholds2=None, out2=None):
-    """:func:`count_above` over the column blocks of one batch.
-
-    Block ``i`` holds the columns from the sum of the widths of the blocks
-    before it; all have the same rows. On the CPU the blocks are counted in
-    one kernel call, the rows sorted by group once; the counts are those of
-    one :func:`count_above` per block.
-    """
-    if not blocks:
-        return
-    k1, width = thresholds1.shape
-    grouped = y is not None and thresholds2 is not None and thresholds2.shape[1] > 0
-    rows = blocks[0].shape[0]
-    dtype = blocks[0].dtype
-    int64 = torch.int64
-    table = None
-    if (
-        rows > 0
-        and _NUMBA is not None
-        and out1.shape == (k1, width)
-        and thresholds1.dtype is dtype
-        and out1.dtype is int64
-        and thresholds1.is_cpu
-        and out1.is_cpu
-        and thresholds1.is_contiguous()
-        and out1.is_contiguous()
-        and (
-            not grouped
-            or out2.shape == thresholds2.shape
-            and thresholds2.shape[2] == width
-            and y.shape[0] == rows
-            and thresholds2.dtype is dtype
-            and out2.dtype is int64
-            and y.dtype is int64
-            and thresholds2.is_cpu
-            and out2.is_cpu
-            and y.is_cpu
-            and thresholds2.is_contiguous()
-            and out2.is_contiguous()
-            and y.is_contiguous()
-        )
-        and not _numba_disabled()
-    ):
-        table = _block_table(blocks, rows, width)
-    if table is not None:
-        table, _more = table  # _more holds the memory the kernel reads
-        n_groups, k2 = thresholds2.shape[:2] if grouped else (0, 0)
-        t2, o2 = (thresholds2, out2) if grouped else (thresholds1, out1)
-        _NUMBA["count_above"](
-            *table, rows, y.data_ptr() if grouped else 0, thresholds1.data_ptr(),
-            out1.data_ptr(), k1, t2.data_ptr(), o2.data_ptr(), n_groups, k2, width,
-            _DTYPE_OF[dtype],
-        )  # fmt: skip
-        return
-    groups = group_rows(y) if grouped else None
-    offset = 0
-    for A in blocks:
-        count_above(A, thresholds1, out1, y, thresholds2, out2, offset, groups)
-        offset += A.shape[1]
 
 
 def histogram_counts(A, edges, binning="right"):

@@ -106,6 +106,57 @@ def test_class_stats_kernel(backend, rng):
         assert_array_equal(active[c], (A[y == c] > 0).sum(axis=0))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_thresholds", [3, 14, 15, 23])
+def test_per_class_counts_over_many_rows_and_an_offset(
+    backend, rng, dtype, n_thresholds
+):
+    # Rows beyond the kernels' chunks of rows, more thresholds than they keep
+    # in registers, a width that is not a multiple of the vector width, and
+    # the columns 5 .. 42 of the counts: each count against a direct sum.
+    n, m, n_classes, offset = 9000, 37, 5, 5
+    A = np.maximum(rng.normal(size=(n, m)), 0).astype(dtype)
+    y = rng.integers(0, n_classes, size=n)
+    y[y == 3] = 4  # an empty class
+    t1 = np.sort(rng.uniform(0, 2, size=(n_thresholds, offset + m)), axis=0)
+    t2 = np.sort(rng.uniform(0, 2, size=(n_classes, n_thresholds, offset + m)), 1)
+    t1, t2 = t1.astype(dtype), t2.astype(dtype)
+    t1[1, offset + 4] = A[7, 4]  # a value on a threshold counts as not above
+    out1 = torch.zeros(t1.shape, dtype=torch.int64)
+    out2 = torch.zeros(t2.shape, dtype=torch.int64)
+    _kernels.count_above(
+        torch.from_numpy(A), torch.from_numpy(t1), out1, torch.from_numpy(y),
+        torch.from_numpy(t2), out2, offset=offset,
+    )  # fmt: skip
+    expected1 = (A[:, None, :] > t1[None, :, offset:]).sum(axis=0)
+    assert_array_equal(out1[:, offset:], expected1)
+    assert not out1[:, :offset].any() and not out2[:, :, :offset].any()
+    for c in range(n_classes):
+        rows = A[y == c]
+        expected2 = (rows[:, None, :] > t2[c, None, :, offset:]).sum(axis=0)
+        assert_array_equal(out2[c, :, offset:], expected2)
+
+
+@pytest.mark.parametrize("where", [(0, 0), (4999, 36), (2500, 17)])
+def test_class_stats_kernel_finds_nan_anywhere(backend, rng, where):
+    A = np.maximum(rng.normal(size=(5000, 37)), 0).astype(np.float32)
+    y = torch.from_numpy(rng.integers(0, 3, size=5000))
+    for bad in (np.nan, np.inf, -np.inf):
+        B = A.copy()
+        B[where] = bad
+        state = torch.zeros((3, 40), dtype=torch.float64)
+        active = torch.zeros((3, 40), dtype=torch.int64)
+        finite = _kernels.accumulate_class_stats(
+            torch.from_numpy(B), y, state, active, check_finite=True, offset=3
+        )
+        assert finite is False
+    assert _kernels.accumulate_class_stats(
+        torch.from_numpy(A), y, state, active, check_finite=True, offset=3
+    )
+    assert_array_equal(active[:, 3:].sum(0), (A > 0).sum(0))
+    assert not active[:, :3].any()
+
+
 def test_large_matrix_uses_threads_and_stays_exact(rng, monkeypatch):
     monkeypatch.setenv("SKNAP_NUM_THREADS", "3")
     A = np.maximum(rng.normal(size=(2100, 1000)), 0).astype(np.float32)
