@@ -49,7 +49,7 @@ def resnet18():
     return build(num_classes=10).eval()
 
 
-def workloads(names, device):
+def workloads(names, device, fcnn_batches):
     rng = np.random.default_rng(0)
     for name in names:
         if name == "fcnn":
@@ -61,7 +61,8 @@ def workloads(names, device):
             else:
                 X, y = data
                 what = f"FCNN 784-512-512-10, {len(X):,} Fashion-MNIST images"
-            yield what, fcnn(), X, y, 256
+            for batch_size in fcnn_batches:
+                yield what, fcnn(), X, y, batch_size
         elif name == "resnet18":
             n = 10000 if device.type == "cuda" else 1024
             X = rng.normal(size=(n, 3, 32, 32)).astype(np.float32)
@@ -144,7 +145,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--models", nargs="+", default=["fcnn", "resnet18"])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--fcnn-batches",
+        type=int,
+        nargs="+",
+        default=[256, 512],
+        help="batch sizes of the FCNN runs (its forward pass is so cheap that "
+        "the fixed cost per batch shows)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -158,7 +167,9 @@ def main():
     print(machine())
     print(f"device: {device}")
     warnings.simplefilter("ignore")  # dead neurons of random weights
-    for what, model, X, y, batch_size in workloads(args.models, device):
+    for what, model, X, y, batch_size in workloads(
+        args.models, device, args.fcnn_batches
+    ):
         run(what, model, X, y, batch_size, device, args.rounds)
 
 
