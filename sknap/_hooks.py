@@ -106,11 +106,11 @@ class LayerHooks:
             out = output.detach()
             reduced = reduce_output(out, self.reduce)
             self.order.append((name, k))
-            self.shapes[(name, k)] = tuple(out.shape)
             if self.consume is not None:
                 # Used before anything later in the forward pass can change it.
                 self.consume((name, k), reduced)
                 return
+            self.shapes[(name, k)] = tuple(out.shape)
             # Copy: an in-place ReLU after this module would overwrite the output.
             dest = None if self.sink is None else self.sink.get((name, k))
             if dest is not None and dest.shape == reduced.shape:

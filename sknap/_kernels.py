@@ -71,11 +71,6 @@ def backend(device="cpu"):
     return "numba"
 
 
-def _numba_runs(A):
-    """``backend(A.device) == "numba"``, in fewer steps (see _numba_disabled)."""
-    return A.is_cpu and _NUMBA is not None and not _numba_disabled()
-
-
 try:
     _DISABLE_KEY = os.environ.encodekey("SKNAP_DISABLE_NUMBA")
     _NOT_DISABLED = (None, os.environ.encodevalue(""), os.environ.encodevalue("0"))

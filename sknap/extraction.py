@@ -672,7 +672,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                 "batch."
             )
 
-    def _iter_blocks(self, X, y=None, labelled=False, hold=False):
+    def _iter_blocks(self, X, y=None, hold=False):
         """Yield ``(Z, labels)`` per batch: the rows of ``transform`` as a
         float32 tensor on the device, and the batch's labels or None.
 

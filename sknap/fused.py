@@ -126,30 +126,28 @@ def fused_transform(pipeline, X):
     # entropy step dropped): each block adds its active neurons' share of q.
     weights = torch.zeros((n_columns, n_classes))
     weights[torch.as_tensor(columns[:n_neurons])] = P
-    proba_index = torch.as_tensor(np.asarray(columns[n_neurons:]) - proba_offset)
-    blocks = [
-        (sl.start, sl.stop - sl.start) for name, sl in extractor.layer_slices_.items()
-    ]
-    on = {}  # the tensors above, on the device; each block's rows of weights
+    device = _device.resolve_device(extractor.device)
+    proba_index = torch.as_tensor(
+        np.asarray(columns[n_neurons:]) - proba_offset, device=device
+    )
+    # Each block's rows of weights, on the device; None when all are zero.
+    block_weights = {}
+    for sl in extractor.layer_slices_.values():
+        w = weights[sl]
+        block_weights[sl.start] = w.to(device) if w.any() else None
     out = []
 
     def start(labels, n_rows, device):
-        if not on:
-            on["proba_index"] = proba_index.to(device)
-            for offset, width in blocks:
-                w = weights[offset : offset + width]
-                on[offset] = w.to(device) if w.any() else None
         zeros = torch.zeros((n_rows, n_classes), device=device)
         return {"q": zeros, "proba": None}
 
     def consume(state, offset, block):
         if not _device.all_finite(block):
             return False
-        if offset == proba_offset:
-            index = on["proba_index"]
-            state["proba"] = block.index_select(1, index) if len(index) else None
-        if on[offset] is not None:
-            state["q"].addmm_((block > 0).float(), on[offset])
+        if offset == proba_offset and len(proba_index):
+            state["proba"] = block.index_select(1, proba_index)
+        if block_weights[offset] is not None:
+            state["q"].addmm_((block > 0).float(), block_weights[offset])
         return True
 
     def finish(state):

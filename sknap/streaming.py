@@ -271,29 +271,33 @@ class NeuronStatistics:
         self : NeuronStatistics
             These statistics, updated in place.
         """
-        return self._update(A, y, check_finite=True)
+        return self._update(A, y)
 
-    def _update(self, A, y, check_finite):
+    def _update(self, A, y):
         # The first pass looks for NaN and infinity within its counting kernel.
-        A = _check_batch(A, self.n_neurons_, check_finite and self.second_pass)
-        if self.class_max_ is None:
-            # No class rows yet when labelled: _class_index adds them.
-            if y is not None:
-                self.classes_ = np.asarray(_to_numpy(y))[:0]
-            self._allocate(A.shape[1], 0 if y is not None else 1, A.device)
+        A = _check_batch(A, self.n_neurons_, self.second_pass)
+        self._begin(y, A.shape[1], A.device)
         A = A.to(self.device, non_blocking=True)
         rows = self._class_index(y, A.shape[0])
         if self.second_pass:
             self._count_bins(A, rows)
             return self
         finite = _kernels.accumulate_class_stats(
-            A, rows, self.class_max_, self.active_count_, check_finite=check_finite
+            A, rows, self.class_max_, self.active_count_, check_finite=True
         )
         if not finite:
             raise ValueError(NONFINITE_BATCH)
         self.n_samples_ += A.shape[0]
         self.class_count_ += torch.bincount(rows, minlength=len(self.class_count_))
         return self
+
+    def _begin(self, y, n_columns, device):
+        """Allocate the state at the first batch (``y`` its labels or None)."""
+        if self.class_max_ is None:
+            # No class rows yet when labelled: _class_index adds them.
+            if y is not None:
+                self.classes_ = np.asarray(_to_numpy(y))[:0]
+            self._allocate(n_columns, 0 if y is not None else 1, device)
 
     def _update_from_extractor(self, extractor, X, y):
         """Count the extractor's blocks inside its forward hooks, while each
@@ -315,10 +319,7 @@ class NeuronStatistics:
 
         def start(labels, n_rows, device):
             nonlocal rows_of_y, position
-            if self.class_max_ is None:
-                if labels is not None:
-                    self.classes_ = np.asarray(_to_numpy(labels))[:0]
-                self._allocate(n_columns, 0 if labels is not None else 1, device)
+            self._begin(labels, n_columns, device)
             if y is None:
                 return self._class_index(labels, n_rows)
             if rows_of_y is None:
@@ -373,7 +374,7 @@ class NeuronStatistics:
         if isinstance(batches, ActivationBatches):
             return self._update_from_extractor(batches.extractor, batches.X, batches.y)
         for A, y in iter_batches(batches):
-            self._update(A, y, True)
+            self._update(A, y)
         return self
 
     def _check_same_samples(self):
@@ -772,10 +773,7 @@ class ActivationBatches:
         self.feature_names = extractor.get_feature_names_out()
 
     def __iter__(self):
-        return self._iter()
-
-    def _iter(self):
-        return self.extractor._iter_blocks(self.X, self.y, labelled=True)
+        return self.extractor._iter_blocks(self.X, self.y)
 
     def __repr__(self):
         return f"ActivationBatches({self.extractor!r})"
