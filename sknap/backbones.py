@@ -7,6 +7,7 @@ layers. torchvision (the optional extra ``vision``) is imported only for the
 torchvision models.
 """
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -45,9 +46,7 @@ def make_fcnn(input_shape, n_classes, *, hidden=(512, 512), random_state=None):
     >>> make_fcnn((1, 28, 28), 10).fc1
     Linear(in_features=784, out_features=512, bias=True)
     """
-    n_features = 1
-    for size in input_shape:
-        n_features *= int(size)
+    n_features = math.prod(int(size) for size in input_shape)
     mlp = make_mlp(n_features, n_classes, hidden=hidden, random_state=random_state)
     return nn.Sequential(
         OrderedDict([("flatten", nn.Flatten()), *mlp.named_children()])

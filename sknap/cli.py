@@ -166,8 +166,8 @@ def _reproduce(args, argv):
         "settings": result.settings,
         "random_labels": args.random_labels,
     }
-    paths = write_report(result, meta, folder)
     summary = summarize(result.records, random_labels=args.random_labels)
+    paths = write_report(result, meta, folder, summary=summary)
     say(f"H1: {summary['h1']}.")
     say(f"H2: {summary['h2']}.")
     say(f"wall time {result.wall_time_s:.0f} s; report: {paths['report']}")

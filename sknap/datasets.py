@@ -257,7 +257,7 @@ def load_idx_folder(root, name="idx", *, classes=None):
                 "differ in number; the files do not belong together."
             )
         scale = 255.0 if X.dtype == np.uint8 else 1.0
-        out[f"X_{split}"] = (X.astype(np.float32) / scale).astype(np.float32)
+        out[f"X_{split}"] = X.astype(np.float32) / np.float32(scale)
         out[f"y_{split}"] = y.astype(np.int64)
     n_classes = int(max(out["y_train"].max(), out["y_test"].max())) + 1
     if classes is None:

@@ -219,7 +219,16 @@ def _columns(extractor, blocks):
     return np.concatenate([np.arange(s.start, s.stop) for s in slices])
 
 
-def extract(model, X, *, reduce="mean", batch_size=256, device="auto", progress=False):
+def extract(
+    model,
+    X,
+    *,
+    layers=None,
+    reduce="mean",
+    batch_size=256,
+    device="auto",
+    progress=False,
+):
     """Activations of every ReLU of ``model`` on ``X``, then its softmax.
 
     Parameters
@@ -228,6 +237,8 @@ def extract(model, X, *, reduce="mean", batch_size=256, device="auto", progress=
         The backbone.
     X : ndarray of shape (n_samples, ...)
         Its inputs.
+    layers : see ActivationExtractor, default=None
+        Layers to read; None is every ``nn.ReLU``.
     reduce : str or callable, default="mean"
         How conv maps become neurons (see :class:`~sknap.ActivationExtractor`).
     batch_size : int, default=256
@@ -253,10 +264,20 @@ def extract(model, X, *, reduce="mean", batch_size=256, device="auto", progress=
     ((6, 10), ['relu1', 'relu2'])
     """
     extractor = ActivationExtractor(
-        model, reduce=reduce, batch_size=batch_size, device=device, progress=progress
+        model,
+        layers=layers,
+        reduce=reduce,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
     )
     extractor.fit(X[:2])
     return extractor.transform(X), extractor
+
+
+def _accuracy(Z, y, n_classes):
+    """Accuracy of the backbone from the probability columns ending ``Z``."""
+    return float(np.mean(Z[:, -n_classes:].argmax(1) == np.asarray(y)))
 
 
 def _entropy(Z, y, names, n_classes, n_bins):
@@ -306,11 +327,9 @@ def _aux_scores(F_train, y_train, F_test, y_test, settings, batch_size):
         return float(aux.score(F_train, y_train)), float(aux.score(F_test, y_test))
 
 
-def _proposed_scores(Z_train, y_train, Z_test, y_test, n_classes, settings, batch, cv):
+def _probability_features(Z_train, y_train, Z_test, n_classes, cv=None):
     features = ActivationProbabilityFeatures(n_classes=n_classes, cv=cv)
-    F_train = features.fit_transform(Z_train, y_train)
-    F_test = features.transform(Z_test)
-    return _aux_scores(F_train, y_train, F_test, y_test, settings, batch)
+    return features.fit_transform(Z_train, y_train), features.transform(Z_test)
 
 
 def _probe_scores(A_train, y_train, A_test, y_test, settings):
@@ -380,29 +399,28 @@ def evaluate_checkpoint(model, data, settings, *, progress=False):
     names = extractor.get_feature_names_out()
     blocks = {k: select_blocks(extractor.layer_names_, k) for k in LAYER_CHOICES}
     record = {
-        "train_acc": float(np.mean(Z_train[:, -C:].argmax(1) == y_train)),
-        "test_acc": float(np.mean(Z_test[:, -C:].argmax(1) == y_test)),
+        "train_acc": _accuracy(Z_train, y_train, C),
+        "test_acc": _accuracy(Z_test, y_test, C),
     }
     cols = _columns(extractor, blocks[settings.layers])
     Ztr, Zte = Z_train[:, cols], Z_test[:, cols]
     record.update(_entropy(Ztr, y_train, names[cols], C, settings.n_bins))
     batch = settings.aux_batch_size or auto_aux_batch_size(len(y_train))
 
-    features = ActivationProbabilityFeatures(n_classes=C)
-    F_train = features.fit_transform(Ztr, y_train)
-    F_test = features.transform(Zte)
-    record["aux_train_acc"], record["aux_test_acc"] = _aux_scores(
-        F_train, y_train, F_test, y_test, settings, batch
-    )
+    def aux_scores(F_train, F_test):
+        return _aux_scores(F_train, y_train, F_test, y_test, settings, batch)
+
+    F_train, F_test = _probability_features(Ztr, y_train, Zte, C)
+    record["aux_train_acc"], record["aux_test_acc"] = aux_scores(F_train, F_test)
     if settings.ablations:
-        record["ypred_train_acc"], record["ypred_test_acc"] = _aux_scores(
-            F_train[:, C:], y_train, F_test[:, C:], y_test, settings, batch
+        record["ypred_train_acc"], record["ypred_test_acc"] = aux_scores(
+            F_train[:, C:], F_test[:, C:]
         )
         record["probe_train_acc"], record["probe_test_acc"] = _probe_scores(
             Ztr[:, :-C], y_train, Zte[:, :-C], y_test, settings
         )
-        record["cv_aux_train_acc"], record["cv_aux_test_acc"] = _proposed_scores(
-            Ztr, y_train, Zte, y_test, C, settings, batch, settings.cv
+        record["cv_aux_train_acc"], record["cv_aux_test_acc"] = aux_scores(
+            *_probability_features(Ztr, y_train, Zte, C, settings.cv)
         )
     if settings.compare_layers:
         for choice in ("last2", "last"):
@@ -410,15 +428,8 @@ def evaluate_checkpoint(model, data, settings, *, progress=False):
                 scores = record["aux_train_acc"], record["aux_test_acc"]
             else:
                 c = _columns(extractor, blocks[choice])
-                scores = _proposed_scores(
-                    Z_train[:, c],
-                    y_train,
-                    Z_test[:, c],
-                    y_test,
-                    C,
-                    settings,
-                    batch,
-                    None,
+                scores = aux_scores(
+                    *_probability_features(Z_train[:, c], y_train, Z_test[:, c], C)
                 )
             record[f"{choice}_train_acc"], record[f"{choice}_test_acc"] = scores
     record["seconds"] = time.perf_counter() - start

@@ -17,7 +17,7 @@ import numpy as np
 from ._device import module_device
 from .entropy import ActivationEntropy
 from .exceptions import DeadNeuronWarning
-from .extraction import ActivationExtractor
+from .experiments import _accuracy, extract
 from .report import correlation
 
 __all__ = ["ActivationMonitor"]
@@ -133,9 +133,7 @@ class ActivationMonitor:
             The measurement, or None when none was due.
         """
         self.n_steps += 1
-        if self.unit == "step" and self.n_steps % self.every == 0:
-            return self.measure(model)
-        return None
+        return self._measure_if_due(model, "step", self.n_steps)
 
     def epoch_end(self, model):
         """Count one epoch; measure when the epoch count is due.
@@ -151,7 +149,11 @@ class ActivationMonitor:
             The measurement, or None when none was due.
         """
         self.epoch += 1
-        if self.unit == "epoch" and self.epoch % self.every == 0:
+        return self._measure_if_due(model, "epoch", self.epoch)
+
+    def _measure_if_due(self, model, unit, count):
+        """Measure when ``unit`` is the counted one and ``count`` is due."""
+        if self.unit == unit and count % self.every == 0:
             return self.measure(model)
         return None
 
@@ -173,17 +175,6 @@ class ActivationMonitor:
         self.epoch = int(epoch) - 1
         return self.epoch_end(model)
 
-    def _extractor(self, model):
-        device = self.device if self.device is not None else module_device(model)
-        extractor = ActivationExtractor(
-            model,
-            layers=self.layers,
-            reduce=self.reduce,
-            batch_size=self.batch_size,
-            device=device,
-        )
-        return extractor.fit(self.X[:2])
-
     def measure(self, model, **extra):
         """Measure now, whatever the counters say, and append to ``history``.
 
@@ -199,8 +190,14 @@ class ActivationMonitor:
         record : dict
             The measurement, also appended to ``history``.
         """
-        extractor = self._extractor(model)
-        Z = extractor.transform(self.X)
+        Z, extractor = extract(
+            model,
+            self.X,
+            layers=self.layers,
+            reduce=self.reduce,
+            batch_size=self.batch_size,
+            device=self.device if self.device is not None else module_device(model),
+        )
         n_classes = extractor.n_outputs_
         est = ActivationEntropy(
             n_bins=self.n_bins, n_classes=n_classes, per_class=False
@@ -211,7 +208,7 @@ class ActivationMonitor:
         record = {
             "epoch": self.epoch,
             "step": self.n_steps,
-            "train_acc": float(np.mean(Z[:, -n_classes:].argmax(1) == self.y)),
+            "train_acc": _accuracy(Z, self.y, n_classes),
             "entropy": float(est.entropy_),
             "normalized_entropy": float(est.normalized_entropy_),
             "n_dead": int(est.n_dead_neurons_),
@@ -219,9 +216,7 @@ class ActivationMonitor:
         }
         if self.X_test is not None:
             Z_test = extractor.transform(self.X_test)
-            record["test_acc"] = float(
-                np.mean(Z_test[:, -n_classes:].argmax(1) == self.y_test)
-            )
+            record["test_acc"] = _accuracy(Z_test, self.y_test, n_classes)
         record.update(extra)
         self.history.append(record)
         return record

@@ -153,26 +153,20 @@ def summarize(records, *, random_labels=False):
             "final": values[-1],
         }
 
-    out["table2"] = {
-        "train": gain("aux_train_acc", tr),
-        "test": gain("aux_test_acc", te),
-    }
-    out["ablations"] = {
-        name: {
+    def gains(name):
+        return {
             "train": gain(f"{name}_train_acc", tr),
             "test": gain(f"{name}_test_acc", te),
         }
+
+    out["table2"] = gains("aux")
+    out["ablations"] = {
+        name: gains(name)
         for name in ("ypred", "probe", "cv_aux")
         if _column(records, f"{name}_train_acc") is not None
     }
     if _column(records, "last_train_acc") is not None:
-        out["table4"] = {
-            name: {
-                "train": gain(f"{name}_train_acc", tr),
-                "test": gain(f"{name}_test_acc", te),
-            }
-            for name in ("last2", "last")
-        }
+        out["table4"] = {name: gains(name) for name in ("last2", "last")}
         out["table4"]["pearson_last2_vs_last"] = {
             split: correlation(
                 _column(records, f"last2_{split}_acc"),
@@ -668,7 +662,7 @@ def plot_figure2(records, path, title=""):
     return path
 
 
-def write_report(result, meta, folder):
+def write_report(result, meta, folder, *, summary=None):
     """Write ``checkpoints.csv``, ``results.json``, ``figure2.png``, ``report.md``.
 
     Parameters
@@ -679,6 +673,9 @@ def write_report(result, meta, folder):
         See :func:`markdown_report`; ``figure`` is filled in here.
     folder : str or Path
         Created if needed.
+    summary : dict, default=None
+        :func:`summarize` of ``result.records``, when the caller already has
+        it; None computes it.
 
     Returns
     -------
@@ -705,7 +702,10 @@ def write_report(result, meta, folder):
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    summary = summarize(result.records, random_labels=meta.get("random_labels", False))
+    if summary is None:
+        summary = summarize(
+            result.records, random_labels=meta.get("random_labels", False)
+        )
     paths = {"csv": folder / "checkpoints.csv", "json": folder / "results.json"}
     write_csv(result.records, paths["csv"])
     meta = dict(meta, blocks=result.blocks, figure=None)

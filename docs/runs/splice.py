@@ -4,7 +4,7 @@ Usage: copy each run's output folder (``sknap reproduce --output DIR``) to
 docs/runs/NAME, then ``python docs/runs/splice.py``.
 
 A line ``<!-- report: NAME SECTION[,SECTION...] -->`` in docs/results.md.in is
-replaced by those sections of results/NAME/report.md (sections are matched by
+replaced by those sections of docs/runs/NAME/report.md (sections are matched by
 the start of their '## ' heading; 'head' is the command, data, machine and wall
 time lines). Copying only: every number comes from the run.
 """
