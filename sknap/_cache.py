@@ -138,8 +138,9 @@ def _describe(value):
     return repr(value)
 
 
-# Parameters that do not change the numbers.
-_IGNORED = {"backbone", "cache", "progress", "pin_memory"}
+# Parameters that do not change the numbers; the device enters the key by
+# its type only.
+_IGNORED = {"backbone", "cache", "progress", "pin_memory", "device"}
 
 
 def _key(extractor, X, kind, device):
@@ -150,7 +151,7 @@ def _key(extractor, X, kind, device):
     h = hashlib.sha256(f"sknap-cache{_VERSION}:{kind}:{torch.__version__}".encode())
     h.update(fingerprint_module(extractor.backbone).encode())
     for name in sorted(params):
-        if name not in _IGNORED and name != "device":
+        if name not in _IGNORED:
             h.update(f"{name}={_describe(params[name])};".encode())
     h.update(f"device={device.type};data={data}".encode())
     return h.hexdigest()
@@ -183,8 +184,12 @@ def _atomic_write(path, write):
 
 
 def _load(location, key, suffix):
+    """The stored value, as a copy the caller owns; None on a miss."""
     if location == "memory":
-        return _MEMORY.get(key + suffix)
+        value = _MEMORY.get(key + suffix)
+        if isinstance(value, np.ndarray):
+            return value.copy()
+        return copy.deepcopy(value)
     path = location / f"{key}{suffix}"
     try:
         with open(path, "rb") as f:
@@ -197,8 +202,9 @@ def _load(location, key, suffix):
 
 def _store(location, key, suffix, value):
     if location == "memory":
-        size = value.nbytes if isinstance(value, np.ndarray) else 0
+        size = 0
         if isinstance(value, np.ndarray):
+            size = value.nbytes
             value = value.copy()
             value.flags.writeable = False
         else:
@@ -222,7 +228,7 @@ def cached_transform(extractor, X, device, compute):
     if key is not None:
         hit = _load(location, key, ".npy")
         if hit is not None:
-            return np.array(hit, dtype=np.float32, copy=True)
+            return np.asarray(hit, dtype=np.float32)
     out = compute(X)
     if key is not None:
         _store(location, key, ".npy", out)
@@ -234,25 +240,27 @@ def _fit_state(extractor):
     return {k: v for k, v in vars(extractor).items() if k not in params}
 
 
-def restore_fit(extractor, X, device):
-    """Set the fitted layout from an identical earlier fit; whether it did."""
+def _fit_key(extractor, X, device):
+    """(location, key) of the fitted layout; key None when not cached."""
     location = _location(extractor.cache)
     if location is None:
-        return False
-    key = _key(extractor, X[:2], "fit", device)
+        return None, None
+    return location, _key(extractor, X[:2], "fit", device)
+
+
+def restore_fit(extractor, X, device):
+    """Set the fitted layout from an identical earlier fit; whether it did."""
+    location, key = _fit_key(extractor, X, device)
     state = None if key is None else _load(location, key, ".pkl")
     if state is None:
         return False
-    for name, value in copy.deepcopy(state).items():
+    for name, value in state.items():
         setattr(extractor, name, value)
     return True
 
 
 def save_fit(extractor, X, device):
     """Store the fitted layout for :func:`restore_fit`."""
-    location = _location(extractor.cache)
-    if location is None:
-        return
-    key = _key(extractor, X[:2], "fit", device)
+    location, key = _fit_key(extractor, X, device)
     if key is not None:
         _store(location, key, ".pkl", _fit_state(extractor))

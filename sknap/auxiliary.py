@@ -272,7 +272,7 @@ def _as_finite_float32(X, device):
     with np.errstate(over="ignore"):  # checked below, with a clearer message
         X = np.asarray(X, dtype=np.float32)
     Xt = as_tensor(X).to(device)
-    if not torch.isfinite(Xt).all():
+    if not _device.all_finite(Xt):
         raise ValueError(
             "X has values beyond the range of float32 (largest "
             f"{torch.finfo(torch.float32).max:.3g}), in which AuxiliaryClassifier "

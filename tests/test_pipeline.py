@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 
-from sknap import ActivationEntropy, make_nap_pipeline
+from sknap import ActivationEntropy, EmptyClassWarning, make_nap_pipeline
 from sknap.toy import digits_mlp
 from sknap.training import predict_proba
 
@@ -165,3 +165,23 @@ def test_pipeline_fitted_on_cuda_loads_on_cpu(digits):
     assert_allclose(
         loaded.predict_proba(X_test), pipe.predict_proba(X_test), rtol=1e-4, atol=1e-6
     )
+
+
+def test_n_classes_reaches_both_steps_when_y_lacks_an_output(digits):
+    # The digits backbone has 10 outputs; labels 0..7 only. With "auto" the
+    # steps would take 8 trailing columns as probabilities (an error); with
+    # n_classes=10 the probability block is the 10 outputs.
+    model, X_train, _, y_train, _ = digits
+    keep = y_train < 8
+    pipe = make_nap_pipeline(model, n_classes=10, max_iter=1, random_state=0)
+    assert pipe.named_steps["entropy"].n_classes == 10
+    assert pipe.named_steps["probabilities"].n_classes == 10
+    with pytest.warns(EmptyClassWarning, match=r"Classes \[8, 9\]"):
+        pipe.fit(X_train[keep], y_train[keep])
+    assert pipe.named_steps["entropy"].n_classes_in_ == 10
+    assert pipe.named_steps["entropy"].n_neurons_in_ == 96
+    probabilities = pipe.named_steps["probabilities"]
+    assert_array_equal(probabilities.classes_, np.arange(10))
+    assert_array_equal(probabilities.class_count_[8:], [0, 0])
+    with pytest.raises(ValueError, match="backbone has 10 outputs"):
+        make_nap_pipeline(model, max_iter=1).fit(X_train[keep], y_train[keep])
