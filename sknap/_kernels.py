@@ -38,6 +38,7 @@ __all__ = [
     "column_max",
     "count_above",
     "histogram_counts",
+    "softmax",
     "thresholds",
     "working_dtype",
 ]
@@ -726,6 +727,27 @@ def _count_above_kernel(
 
 
 @_njit
+def _softmax_kernel(plogits, lda, rows, n, pout):
+    # Softmax of each row, written to the contiguous rows at pout: the sum
+    # in float64, then each exp(v - max) / sum rounded once to float32.
+    logits = _view(plogits, ((rows - 1) * lda + n,), np.float32)
+    out = _view(pout, (rows * n,), np.float32)
+    for i in range(rows):
+        row = logits[i * lda : i * lda + n]
+        o = out[i * n : (i + 1) * n]
+        m = row[0]
+        for j in range(1, n):
+            m = max(m, row[j])
+        total = 0.0
+        for j in range(n):
+            e = np.exp(row[j] - m)
+            o[j] = e
+            total += e
+        for j in range(n):
+            o[j] = np.float32(o[j] / total)
+
+
+@_njit
 def _chunk_rows(rows, row_bytes, chunk_bytes):
     # Rows per chunk: equal chunks of at most chunk_bytes (at least one row).
     n_chunks = max(1, -(-rows * row_bytes // chunk_bytes))
@@ -738,6 +760,7 @@ if numba is not None:
         "column_max": _column_max_kernel,
         "class_stats": _class_stats_kernel,
         "count_above": _count_above_kernel,
+        "softmax": _softmax_kernel,
     }
 
 
@@ -1100,6 +1123,160 @@ def count_above(A, thresholds1, out1, y=None, thresholds2=None, out2=None, offse
             yc = y[start : start + len(chunk)]
             above = (chunk[:, None, :] > t2[yc]).to(torch.int64)
             o2.index_add_(0, yc, above)
+
+
+# Up to this many classes, the kernel's softmax is faster than torch's on the
+# CPU: torch's is vectorised along rows, and a row this short wastes most of
+# a vector register.
+_SOFTMAX_CLASSES = 32
+
+
+def softmax(logits):
+    """Softmax along the rows of a float32 matrix, as a new contiguous tensor.
+
+    The numba kernel for a CPU matrix of at most ``_SOFTMAX_CLASSES``
+    columns (one call, nothing else per batch); torch's otherwise. Both agree
+    to float32 rounding.
+    """
+    rows, n = logits.shape
+    if (
+        logits.dtype == torch.float32
+        and logits.is_cpu
+        and 0 < n <= _SOFTMAX_CLASSES
+        and rows > 0
+        and logits.stride(1) == 1
+        and _NUMBA is not None
+        and not _numba_disabled()
+    ):
+        out = torch.empty((rows, n))
+        _NUMBA["softmax"](logits.data_ptr(), logits.stride(0), rows, n, out.data_ptr())
+        return out
+    return torch.softmax(logits, dim=1)
+
+
+# -- per-batch entry points of the streaming statistics -------------------------
+#
+# A pass over a data set calls the kernels once per layer and batch, right
+# after the forward pass wrote the layer. Everything about the state is
+# checked once, when the pass starts; each call then checks only its batch
+# and goes straight to the kernel.
+
+
+def _kernel_batch(A, offset, width):
+    """Whether the kernels take batch ``A`` of columns ``offset ..`` as it is
+    (a small float CPU matrix with contiguous rows, within the state)."""
+    rows, n = A.shape
+    return (
+        A.dtype in _DTYPE_OF
+        and A.is_cpu
+        and A.stride(1) == 1
+        and 1 < rows * n < _PARALLEL_ELEMENTS
+        and 0 <= offset
+        and offset + n <= width
+    )
+
+
+def _kernel_labels(y, rows):
+    return y.dtype == torch.int64 and y.is_cpu and y.stride(0) == 1 and len(y) == rows
+
+
+def _numba_state(*tensors):
+    """Whether the numba kernels can update these state tensors in place."""
+    return (
+        _NUMBA is not None
+        and not _numba_disabled()
+        and all(t.is_cpu and t.is_contiguous() for t in tensors)
+    )
+
+
+def class_stats_counter(class_max, active, check_finite=False):
+    """``accumulate(A, y, offset) -> finite``: :func:`accumulate_class_stats`
+    into this state, for many batches.
+
+    The state is checked here once; it must stay the same tensors.
+    """
+    n_classes, width = class_max.shape
+    if active.shape != (n_classes, width):
+        raise ValueError("class_max and active have different shapes.")
+
+    def general(A, y, offset):
+        return accumulate_class_stats(A, y, class_max, active, check_finite, offset)
+
+    if not (
+        _numba_state(class_max, active)
+        and class_max.dtype == torch.float64
+        and active.dtype == torch.int64
+    ):
+        return general
+    kernel = _NUMBA["class_stats"]
+    pmax, pact, check = class_max.data_ptr(), active.data_ptr(), bool(check_finite)
+
+    def accumulate(A, y, offset):
+        rows = A.shape[0]
+        if not (_kernel_batch(A, offset, width) and _kernel_labels(y, rows)):
+            return general(A, y, offset)
+        return kernel(
+            A.data_ptr(), A.stride(0), A.shape[1], offset, 0, 0, rows, y.data_ptr(),
+            pmax, pact, n_classes, width, check, _DTYPE_OF[A.dtype],
+        )  # fmt: skip
+
+    accumulate.state = (class_max, active)  # the kernel writes to their memory
+    return accumulate
+
+
+def count_above_counter(thresholds1, out1, thresholds2=None, out2=None):
+    """``count(A, y, offset)``: :func:`count_above` with these thresholds and
+    counts (``y`` is used with ``thresholds2`` only), for many batches.
+
+    The state is checked here once; it must stay the same tensors.
+    """
+    grouped = thresholds2 is not None and thresholds2.shape[1] > 0
+    k1, width = thresholds1.shape
+    if out1.shape != (k1, width):
+        raise ValueError("thresholds1 and out1 have different shapes.")
+    n_groups = k2 = 0
+    t2, o2 = thresholds1, out1
+    if grouped:
+        n_groups, k2, width2 = thresholds2.shape
+        if out2.shape != (n_groups, k2, width) or width2 != width:
+            raise ValueError("thresholds2 and out2 do not match thresholds1.")
+        t2, o2 = thresholds2, out2
+
+    def general(A, y, offset):
+        if grouped:
+            count_above(A, thresholds1, out1, y, thresholds2, out2, offset)
+        else:
+            count_above(A, thresholds1, out1, offset=offset)
+
+    dtype = thresholds1.dtype
+    if not (
+        _numba_state(thresholds1, out1, t2, o2)
+        and dtype in _DTYPE_OF
+        and t2.dtype == dtype
+        and out1.dtype == o2.dtype == torch.int64
+    ):
+        return general
+    kernel = _NUMBA["count_above"]
+    np_dtype = _DTYPE_OF[dtype]
+    pt1, po1, pt2, po2 = (t.data_ptr() for t in (thresholds1, out1, t2, o2))
+
+    def count(A, y, offset):
+        rows = A.shape[0]
+        if not (
+            A.dtype == dtype
+            and _kernel_batch(A, offset, width)
+            and (not grouped or _kernel_labels(y, rows))
+        ):
+            general(A, y, offset)
+            return
+        kernel(
+            A.data_ptr(), A.stride(0), A.shape[1], offset, 0, 0, rows,
+            y.data_ptr() if grouped else 0, pt1, po1, k1, pt2, po2, n_groups,
+            k2, width, np_dtype,
+        )  # fmt: skip
+
+    count.state = (thresholds1, out1, t2, o2)  # the kernel writes to their memory
+    return count
 
 
 def histogram_counts(A, edges, binning="right"):

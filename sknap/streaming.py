@@ -312,46 +312,67 @@ class NeuronStatistics:
                 f"The extractor makes {n_columns} columns but the earlier batches "
                 f"had {self.n_neurons_}; every batch needs the same columns."
             )
-
-        # Labels given as an array are looked up once for the whole pass: the
-        # batches are its consecutive slices.
-        rows_of_y, position = None, 0
+        # Per batch, only what changes: the counters are made for the state
+        # once (again when new classes grow it), and labels given as an array
+        # are looked up once for the whole pass (batches are its slices).
+        rows_of_y, position, done = None, 0, 0
+        move, counter, counted = False, None, None
 
         def start(labels, n_rows, device):
-            nonlocal rows_of_y, position
+            nonlocal rows_of_y, position, move, counter, counted
             self._begin(labels, n_columns, device)
             if y is None:
-                return self._class_index(labels, n_rows)
-            if rows_of_y is None:
-                rows_of_y = self._class_index(y, len(y))
-            position += n_rows
-            return rows_of_y[position - n_rows : position]
+                rows = self._class_index(labels, n_rows)
+            else:
+                if rows_of_y is None:
+                    rows_of_y = self._class_index(y, len(y))
+                position += n_rows
+                rows = rows_of_y[position - n_rows : position]
+            state = self._above if self.second_pass else self.class_max_
+            if state is not counted:
+                move, counter, counted = device != self.device, self._counter(), state
+            return rows
 
-        if self.second_pass:
+        def consume(rows, offset, block):
+            if move:
+                block = block.to(self.device)
+            # The first pass's counter says whether the block was finite.
+            return counter(block, rows, offset) is not False
 
-            def consume(rows, offset, block):
-                self._count_bins(block.to(self.device), rows, offset)
-                return True
-
-            def finish(rows):
-                pass
-
-        else:
-
-            def consume(rows, offset, block):
-                return _kernels.accumulate_class_stats(
-                    block.to(self.device), rows, self.class_max_, self.active_count_,
-                    check_finite=True, offset=offset,
-                )  # fmt: skip
-
-            def finish(rows):
+        def finish(rows):
+            nonlocal done
+            if self.second_pass:
+                return
+            if y is None:
                 self.n_samples_ += len(rows)
                 self.class_count_ += torch.bincount(
                     rows, minlength=len(self.class_count_)
                 )
+            else:
+                done += len(rows)
 
-        extractor._consume_blocks(X, y, start, consume, finish)
+        try:
+            extractor._consume_blocks(X, y, start, consume, finish)
+        finally:
+            if done:  # the class counts of the batches counted, all at once
+                self.n_samples_ += done
+                self.class_count_ += torch.bincount(
+                    rows_of_y[:done], minlength=len(self.class_count_)
+                )
         return self
+
+    def _counter(self):
+        """``count(block, rows, offset)`` into this state, from the kernels."""
+        if not self.second_pass:
+            return _kernels.class_stats_counter(
+                self.class_max_, self.active_count_, check_finite=True
+            )
+        shared, by_class = self._thresholds_of(torch.float32)
+        if not self.per_class:
+            return _kernels.count_above_counter(shared, self._above)
+        return _kernels.count_above_counter(
+            shared, self._above, by_class, self._class_above
+        )
 
     def update_from(self, batches):
         """Call :meth:`update` on every batch of ``batches``.
@@ -455,16 +476,21 @@ class NeuronStatistics:
             )
         return out
 
-    def _count_bins(self, A, rows, offset=0):
-        """Count the columns ``offset ..`` of one batch in their bins."""
-        wd = _kernels.working_dtype(A.dtype)
-        if wd not in self._thresholds:
-            shared = _kernels.thresholds(self.bin_edges_, wd, self.binning)
+    def _thresholds_of(self, dtype):
+        """Thresholds of the bins (shared, per class or None) in ``dtype``."""
+        if dtype not in self._thresholds:
+            shared = _kernels.thresholds(self.bin_edges_, dtype, self.binning)
             by_class = None
             if self.per_class:
-                by_class = _kernels.thresholds(self.class_bin_edges_, wd, self.binning)
-            self._thresholds[wd] = (shared, by_class)
-        shared, by_class = self._thresholds[wd]
+                by_class = _kernels.thresholds(
+                    self.class_bin_edges_, dtype, self.binning
+                )
+            self._thresholds[dtype] = (shared, by_class)
+        return self._thresholds[dtype]
+
+    def _count_bins(self, A, rows, offset=0):
+        """Count the columns ``offset ..`` of one batch in their bins."""
+        shared, by_class = self._thresholds_of(_kernels.working_dtype(A.dtype))
         _kernels.count_above(
             A, shared, self._above, rows if self.per_class else None,
             by_class, self._class_above, offset=offset,
