@@ -13,7 +13,7 @@ import numpy as np
 from . import _histogram
 from ._layout import fixed_n_classes, resolve_n_classes, trailing_proba_columns
 from .exceptions import EmptyClassWarning
-from .streaming import NeuronStatistics, _two_passes
+from .streaming import ActivationBatches, NeuronStatistics, _two_passes
 
 __all__ = ["fit_entropy", "fit_probabilities", "probability_from_counts"]
 
@@ -48,6 +48,14 @@ def _statistics(estimator, X, y, second_pass):
             "labels must come with the batches: yield (activations, labels) pairs "
             "(ActivationExtractor.batches(X, y) does)."
         )
+    # The fits read the activation columns only: an extractor's probability
+    # columns (its softmax, a few percent of a small network's forward pass)
+    # need not be computed when they are laid out as such.
+    fixed = fixed_n_classes(estimator)
+    probabilities = not isinstance(X, ActivationBatches) or fixed not in (
+        None,
+        X.extractor.n_outputs_,
+    )
     if isinstance(X, NeuronStatistics):
         stats = X
     elif second_pass:
@@ -57,9 +65,10 @@ def _statistics(estimator, X, y, second_pass):
             estimator.n_bins,
             estimator.binning,
             estimator.per_class,
+            probabilities,
         )
     else:
-        stats = NeuronStatistics().update_from(X)
+        stats = NeuronStatistics()._update_all(X, probabilities)
     if stats.class_max_ is None:
         raise ValueError(
             f"{type(estimator).__name__}.fit got no batch: there is nothing to fit."

@@ -33,7 +33,9 @@ def make_nap_pipeline(
     ``"entropy__n_bins"``. The bin count changes the entropy ranking of the
     neurons, and so which ones the probability step uses, when ``n_neurons``
     keeps fewer than all of them; with ``n_neurons=None`` every neuron is used
-    and ``n_bins`` only changes the reported entropy.
+    and ``n_bins`` only changes the reported entropy. The entropy step ranks
+    neurons over all samples (``per_class=False``): fit an
+    :class:`ActivationEntropy` of its own for the entropies within each class.
 
     Parameters
     ----------
@@ -100,7 +102,10 @@ def make_nap_pipeline(
             (
                 "entropy",
                 ActivationEntropy(
-                    n_bins=n_bins, n_neurons=n_neurons, n_classes=n_classes
+                    n_bins=n_bins,
+                    n_neurons=n_neurons,
+                    n_classes=n_classes,
+                    per_class=False,
                 ),
             ),
             (

@@ -299,12 +299,14 @@ class NeuronStatistics:
                 self.classes_ = np.asarray(_to_numpy(y))[:0]
             self._allocate(n_columns, 0 if y is not None else 1, device)
 
-    def _update_from_extractor(self, extractor, X, y):
+    def _update_from_extractor(self, extractor, X, y, probabilities=True):
         """Count the extractor's blocks inside its forward hooks, while each
         layer's output is in the cache: the rows are never assembled.
 
         The first pass's kernel checks for NaN and infinity (the extractor
-        then names the layer); the second reads the same values.
+        then names the layer); the second reads the same values. Without
+        ``probabilities`` the backbone's probability columns are neither
+        computed nor counted (they stay 0), for fits that do not read them.
         """
         n_columns = extractor.n_neurons_ + extractor.n_outputs_
         if self.n_neurons_ is not None and self.n_neurons_ != n_columns:
@@ -315,19 +317,20 @@ class NeuronStatistics:
         # Per batch, only what changes: the counters are made for the state
         # once (again when new classes grow it), and labels given as an array
         # are looked up once for the whole pass (batches are its slices).
-        rows_of_y, position, done = None, 0, 0
+        whole, position, done = [None], 0, 0
         move, counter, counted = False, None, None
 
         def start(labels, n_rows, device):
-            nonlocal rows_of_y, position, move, counter, counted
+            nonlocal position, move, counter, counted
             self._begin(labels, n_columns, device)
             if y is None:
-                rows = self._class_index(labels, n_rows)
+                rows = _kernels.labels_of(self._class_index(labels, n_rows))
             else:
-                if rows_of_y is None:
-                    rows_of_y = self._class_index(y, len(y))
+                if position == 0:
+                    whole[0] = _kernels.labels_of(self._class_index(y, len(y)))
+                rows_of_y, _, address = whole[0]
+                rows = rows_of_y, position, address and address + 8 * position
                 position += n_rows
-                rows = rows_of_y[position - n_rows : position]
             state = self._above if self.second_pass else self.class_max_
             if state is not counted:
                 move, counter, counted = device != self.device, self._counter(), state
@@ -344,20 +347,23 @@ class NeuronStatistics:
             if self.second_pass:
                 return
             if y is None:
-                self.n_samples_ += len(rows)
+                labels = rows[0]
+                self.n_samples_ += len(labels)
                 self.class_count_ += torch.bincount(
-                    rows, minlength=len(self.class_count_)
+                    labels, minlength=len(self.class_count_)
                 )
             else:
-                done += len(rows)
+                done = position
 
         try:
-            extractor._consume_blocks(X, y, start, consume, finish)
+            extractor._consume_blocks(X, y, start, consume, finish, probabilities)
         finally:
+            if self.second_pass and counter is not None:
+                counter.flush()
             if done:  # the class counts of the batches counted, all at once
                 self.n_samples_ += done
                 self.class_count_ += torch.bincount(
-                    rows_of_y[:done], minlength=len(self.class_count_)
+                    whole[0][0][:done], minlength=len(self.class_count_)
                 )
         return self
 
@@ -389,11 +395,16 @@ class NeuronStatistics:
         self : NeuronStatistics
             These statistics, updated in place.
         """
+        return self._update_all(batches)
+
+    def _update_all(self, batches, probabilities=True):
         names = getattr(batches, "feature_names", None)
         if names is not None:
             self.feature_names = np.asarray(names, dtype=object)
         if isinstance(batches, ActivationBatches):
-            return self._update_from_extractor(batches.extractor, batches.X, batches.y)
+            return self._update_from_extractor(
+                batches.extractor, batches.X, batches.y, probabilities
+            )
         for A, y in iter_batches(batches):
             self._update(A, y)
         return self
@@ -855,11 +866,15 @@ def compute_statistics(batches, *, n_bins=10, binning="right", per_class=True):
     return stats
 
 
-def _two_passes(batches, what, n_bins, binning, per_class):
-    """Second-pass statistics of ``batches``; the empty first pass if no batch."""
+def _two_passes(batches, what, n_bins, binning, per_class, probabilities=True):
+    """Second-pass statistics of ``batches``; the empty first pass if no batch.
+
+    Without ``probabilities``, an extractor's probability columns are not
+    counted (see ``NeuronStatistics._update_from_extractor``).
+    """
     _check_reiterable(batches, what)
-    first = NeuronStatistics().update_from(batches)
+    first = NeuronStatistics()._update_all(batches, probabilities)
     if first.class_max_ is None:
         return first
     second = first.begin_histograms(n_bins, binning=binning, per_class=per_class)
-    return second.update_from(batches)
+    return second._update_all(batches, probabilities)

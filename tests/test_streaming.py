@@ -137,6 +137,106 @@ def test_per_class_counts_over_many_rows_and_an_offset(
         assert_array_equal(out2[c, :, offset:], expected2)
 
 
+def _pass_counters(t1, out1, t2, out2, cmax, active):
+    return (
+        _kernels.count_above_counter(
+            torch.from_numpy(t1), out1, torch.from_numpy(t2), out2
+        ),
+        _kernels.class_stats_counter(cmax, active, check_finite=True),
+    )
+
+
+@pytest.mark.parametrize("staged_rows", [100, 32767])
+def test_pass_counters_equal_direct_sums(backend, rng, monkeypatch, staged_rows):
+    # The counters of an extractor pass: blocks wider than a vector (packed,
+    # int16 counts added to the state every staged_rows rows), one of exactly
+    # a vector, one narrower, at offsets that are not multiples of a vector,
+    # batches of several sizes with labels read from an offset; each count
+    # against a direct sum over all batches.
+    monkeypatch.setattr(_kernels, "_STAGED_ROWS", staged_rows)
+    blocks = [(0, 37), (37, 16), (53, 5), (58, 70)]  # (offset, width)
+    width, n_classes, K = 128, 4, 6
+    sizes = [64, 64, 1, 33, 200, 64]
+    X = np.maximum(rng.normal(size=(sum(sizes), width)), 0).astype(np.float32)
+    y = rng.integers(0, n_classes, size=len(X))
+    y[y == 2] = 3  # an empty class
+    t1 = np.sort(rng.uniform(0, 2, size=(K, width)), axis=0).astype(np.float32)
+    t2 = np.sort(rng.uniform(0, 2, size=(n_classes, K, width)), 1).astype(np.float32)
+    t1[0], t2[:, 0] = 0, 0
+    t1[2, 40] = X[5, 40]  # a value on a threshold counts as not above
+    out1 = torch.zeros(t1.shape, dtype=torch.int64)
+    out2 = torch.zeros(t2.shape, dtype=torch.int64)
+    cmax = torch.zeros((n_classes, width), dtype=torch.float64)
+    active = torch.zeros((n_classes, width), dtype=torch.int64)
+    count, accumulate = _pass_counters(t1, out1, t2, out2, cmax, active)
+    labels = torch.from_numpy(y)
+    start = 0
+    for size in sizes:
+        for offset, n in blocks:
+            block = torch.from_numpy(X[start : start + size, offset : offset + n])
+            count(block, _kernels.labels_of(labels, start), offset)
+            assert accumulate(block, _kernels.labels_of(labels, start), offset)
+        start += size
+    count.flush()
+    assert_array_equal(out1, (X[:, None, :] > t1[None]).sum(axis=0))
+    for c in range(n_classes):
+        rows = X[y == c]
+        assert_array_equal(out2[c], (rows[:, None, :] > t2[c, None]).sum(axis=0))
+        assert_array_equal(cmax[c], np.maximum(rows.max(axis=0, initial=0), 0))
+        assert_array_equal(active[c], (rows > 0).sum(axis=0))
+
+
+def test_pass_counter_counts_beyond_its_narrow_counters(rng):
+    # 80,000 rows of one class, every value above the first threshold: the
+    # int16 counts must reach the int64 state before they could wrap.
+    X = rng.uniform(0.5, 1.0, size=(80000, 16)).astype(np.float32)
+    t1 = np.zeros((2, 16), dtype=np.float32)
+    t1[1] = 0.75
+    t2 = t1[None].copy()
+    out1 = torch.zeros(t1.shape, dtype=torch.int64)
+    out2 = torch.zeros(t2.shape, dtype=torch.int64)
+    count = _kernels.count_above_counter(
+        torch.from_numpy(t1), out1, torch.from_numpy(t2), out2
+    )
+    labels = torch.zeros(len(X), dtype=torch.int64)
+    for start in range(0, len(X), 4096):
+        count(
+            torch.from_numpy(X[start : start + 4096]),
+            _kernels.labels_of(labels, start),
+            0,
+        )
+    count.flush()
+    expected = (X[:, None, :] > t1[None]).sum(axis=0)
+    assert expected[0, 0] == 80000
+    assert_array_equal(out1, expected)
+    assert_array_equal(out2[0], expected)
+
+
+def test_pass_counter_without_groups_and_with_other_labels(rng):
+    # Shared thresholds only, labels in a dtype the kernels do not read
+    # (counted by the general code), a block wider than the staged rows.
+    X = np.maximum(rng.normal(size=(300, 40)), 0).astype(np.float32)
+    t1 = np.sort(rng.uniform(0, 2, size=(4, 40)), axis=0).astype(np.float32)
+    t2 = np.sort(rng.uniform(0, 2, size=(2, 4, 40)), axis=1).astype(np.float32)
+    out1 = torch.zeros(t1.shape, dtype=torch.int64)
+    count = _kernels.count_above_counter(torch.from_numpy(t1), out1)
+    count(torch.from_numpy(X[:150]), None, 0)
+    count(torch.from_numpy(X[150:]), None, 0)
+    count.flush()
+    assert_array_equal(out1, (X[:, None, :] > t1[None]).sum(axis=0))
+    y = rng.integers(0, 2, size=300).astype(np.int32)
+    out1.zero_()
+    out2 = torch.zeros(t2.shape, dtype=torch.int64)
+    count = _kernels.count_above_counter(
+        torch.from_numpy(t1), out1, torch.from_numpy(t2), out2
+    )
+    count(torch.from_numpy(X), _kernels.labels_of(torch.from_numpy(y)), 0)
+    count.flush()
+    for c in range(2):
+        rows = X[y == c]
+        assert_array_equal(out2[c], (rows[:, None, :] > t2[c, None]).sum(axis=0))
+
+
 @pytest.mark.parametrize("where", [(0, 0), (4999, 36), (2500, 17)])
 def test_class_stats_kernel_finds_nan_anywhere(backend, rng, where):
     A = np.maximum(rng.normal(size=(5000, 37)), 0).astype(np.float32)
@@ -415,6 +515,26 @@ def test_extractor_batches_fit_equals_transform_fit(mlp_data):
     )
     from_loader = ActivationEntropy(n_bins=5).fit(extractor.batches(loader))
     assert_array_equal(from_loader.class_entropy_, expected.class_entropy_)
+
+
+@pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
+def test_fits_from_the_extractor_read_probability_columns_only_as_neurons(mlp_data):
+    # The estimators skip the backbone's probabilities when they are laid out
+    # as such; with n_classes=0 they are neurons, and counted as neurons.
+    model, X, y = mlp_data
+    extractor = ActivationExtractor(model, batch_size=64, device="cpu").fit(X)
+    Z = extractor.transform(X)
+    expected = ActivationEntropy(n_bins=5, n_classes=0).fit(Z, y)
+    streamed = ActivationEntropy(n_bins=5, n_classes=0).fit(extractor.batches(X, y))
+    assert_array_equal(streamed.neuron_entropy_, expected.neuron_entropy_)
+    assert streamed.neuron_entropy_[-3:].sum() > 0
+    P = ActivationProbabilityFeatures(n_classes=0).fit(extractor.batches(X, y))
+    assert_array_equal(
+        P.activation_probability_,
+        ActivationProbabilityFeatures(n_classes=0).fit(Z, y).activation_probability_,
+    )
+    stats = compute_statistics(extractor.batches(X, y), n_bins=5)
+    assert_array_equal(stats.max_[-3:], Z[:, -3:].max(axis=0))
 
 
 def test_extractor_batches_errors(mlp_data):
