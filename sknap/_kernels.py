@@ -304,14 +304,13 @@ def _intrinsics(numba):
             lanes = vector_bytes // itemsize
             vty = ir.VectorType(context.get_value_type(dtype), lanes)
             cty = ir.VectorType(i32, lanes)
-            obits = sig.args[8].dtype.bitwidth
-            oty = ir.VectorType(ir.IntType(obits), lanes)
+            oty = ir.VectorType(i64, lanes)
             arr_a = context.make_array(sig.args[0])(context, builder, a_)
             arr_t = context.make_array(sig.args[5])(context, builder, t_)
             arr_o = context.make_array(sig.args[8])(context, builder, out_)
             arr_i = context.make_array(sig.args[2])(context, builder, idx_)
             t_row = row_stride(builder, arr_t, itemsize)
-            o_row = row_stride(builder, arr_o, obits // 8)
+            o_row = row_stride(builder, arr_o, 8)
             column = builder.add(q_, offset_)
             one = ones(builder, lda_, cty)
             lane = ir.Constant(cty, list(range(lanes)))
@@ -361,14 +360,10 @@ def _intrinsics(numba):
                     c = builder.select(
                         kept, builder.load(counters[k]), ir.Constant(cty, None)
                     )
-                    # Counters narrower than 32 bits take counts of fewer
-                    # rows than they hold (see count_above_counter).
-                    if obits > 32:
-                        c = builder.zext(c, oty)
-                    elif obits < 32:
-                        c = builder.trunc(c, oty)
-                    total = builder.add(builder.load(ptr, align=obits // 8), c)
-                    builder.store(total, ptr, align=obits // 8)
+                    total = builder.add(
+                        builder.load(ptr, align=8), builder.zext(c, oty)
+                    )
+                    builder.store(total, ptr, align=8)
                 builder.branch(done)
             builder.position_at_end(done)
             return context.get_dummy_value()
@@ -699,7 +694,7 @@ def _count_rows(a, lda, n, idx, p0, p1, t, out, offset):
 @_njit
 def _count_above_kernel(
     address, lda, n, offset, pmore, n_more, rows, py, pt1, pout1, k1, pt2, pout2,
-    n_groups, k2, ldt, dtype, odtype,
+    n_groups, k2, ldt, dtype,
 ):  # fmt: skip
     # For each chunk of rows (see _GROUP_BYTES), the rows sorted by group;
     # then for each block (the last first, as in _class_stats_kernel), in
@@ -707,11 +702,11 @@ def _count_above_kernel(
     # thresholds shared by all rows, and the rows of each group against its
     # own.
     t1 = _view(pt1, (k1, ldt), dtype)
-    out1 = _view(pout1, (k1, ldt), odtype)
+    out1 = _view(pout1, (k1, ldt), np.int64)
     n_groups = n_groups if k2 else 0
     y = _view(py, (rows if n_groups else 0,), np.int64)
     t2 = _view(pt2, (n_groups, k2, ldt), dtype)
-    out2 = _view(pout2, (n_groups, k2, ldt), odtype)
+    out2 = _view(pout2, (n_groups, k2, ldt), np.int64)
     more = _view(pmore, (n_more, 4), np.int64)
     n_blocks = 1 + n_more
     widest = 0
@@ -744,57 +739,6 @@ def _count_above_kernel(
 
 
 @_njit
-def _count_vector(a, lda, idx, p0, p1, t, out, q, skip):
-    # count_block for all thresholds of one vector of columns, laid out as
-    # (thresholds, lanes) in t and out (so the column there is q - q = 0).
-    n_thresholds = t.shape[0]
-    chunks = -(-n_thresholds // _MAX_CHUNK)
-    k0 = 0
-    for s in range(chunks):
-        kc = n_thresholds // chunks + (s < n_thresholds % chunks)
-        _count_block(a, lda, idx, p0, p1, t, k0, kc, out, q, skip, -q)
-        k0 += kc
-
-
-@_njit
-def _count_packed_kernel(
-    address, lda, n, rows, py, pt1, pout1, k1, pt2, pout2, n_groups, k2, dtype,
-    odtype,
-):  # fmt: skip
-    # count_above of one block of at least a vector of columns, with its
-    # thresholds and counts packed by vector of columns: (vector, threshold,
-    # lane), and (vector, group, threshold, lane) per group. For each vector,
-    # its thresholds and counts are one short stretch of memory, and its
-    # rows, read for all rows and then for each group's, stay in the L1
-    # cache.
-    lanes = _VECTOR_BYTES // dtype.itemsize
-    n_vectors = -(-n // lanes)
-    n_groups = n_groups if k2 else 0
-    a = _view(address, ((rows - 1) * lda + n,), dtype)
-    y = _view(py, (rows if n_groups else 0,), np.int64)
-    t1 = _view(pt1, (n_vectors, k1, lanes), dtype)
-    out1 = _view(pout1, (n_vectors, k1, lanes), odtype)
-    t2 = _view(pt2, (n_vectors, n_groups, k2, lanes), dtype)
-    out2 = _view(pout2, (n_vectors, n_groups, k2, lanes), odtype)
-    every = np.arange(rows)
-    order = np.empty(rows if n_groups else 0, np.int64)
-    bounds = np.zeros(n_groups + 1, np.int64)
-    if n_groups:
-        _sort_rows(y, 0, rows, n_groups, bounds, order)
-    for v in range(n_vectors):
-        q = min(v * lanes, n - lanes)
-        skip = v * lanes - q
-        if k1:
-            _count_vector(a, lda, every, 0, rows, t1[v], out1[v], q, skip)
-        p0 = 0
-        for g in range(n_groups):
-            p1 = bounds[g]
-            if p1 > p0:
-                _count_vector(a, lda, order, p0, p1, t2[v, g], out2[v, g], q, skip)
-            p0 = p1
-
-
-@_njit
 def _chunk_rows(rows, row_bytes, chunk_bytes):
     # Rows per chunk: equal chunks of at most chunk_bytes (at least one row).
     n_chunks = max(1, -(-rows * row_bytes // chunk_bytes))
@@ -807,7 +751,6 @@ if numba is not None:
         "column_max": _column_max_kernel,
         "class_stats": _class_stats_kernel,
         "count_above": _count_above_kernel,
-        "count_packed": _count_packed_kernel,
     }
 
 
@@ -921,12 +864,6 @@ _DTYPE_OF = {
     torch.float32: np.empty(0, np.float32),
     torch.float64: np.empty(0, np.float64),
 }
-
-
-# Element types of the counts count_above adds to: the state's, and the
-# narrow counters a pass stages its counts in (see count_above_counter).
-_COUNTS = np.empty(0, np.int64)
-_STAGED = np.empty(0, np.int16)
 
 
 def _kernel_ready(t, dtype):
@@ -1142,7 +1079,7 @@ def count_above(A, thresholds1, out1, y=None, thresholds2=None, out2=None, offse
                 A.data_ptr(), A.stride(0), n, offset, 0, 0, rows,
                 y.data_ptr() if grouped else 0, thresholds1.data_ptr(),
                 out1.data_ptr(), k1, t2.data_ptr(), o2.data_ptr(), n_groups, k2,
-                width, _DTYPE_OF[dtype], _COUNTS,
+                width, _DTYPE_OF[dtype],
             )  # fmt: skip
             return
         wd = working_dtype(dtype)
@@ -1155,7 +1092,7 @@ def count_above(A, thresholds1, out1, y=None, thresholds2=None, out2=None, offse
             args = (
                 part.shape[0], labels.data_ptr() + 8 * start if grouped else 0,
                 t1.data_ptr(), o1.data_ptr(), k1, t2.data_ptr(), o2.data_ptr(),
-                n_groups, k2, width, _DTYPE_OF[part.dtype], _COUNTS,
+                n_groups, k2, width, _DTYPE_OF[part.dtype],
             )  # fmt: skip
             blocks = _column_blocks(part, lda, offset)
             _in_threads([(kernel, (*b, *args)) for b in blocks])
@@ -1270,152 +1207,63 @@ def class_stats_counter(class_max, active, check_finite=False):
     return accumulate
 
 
-# Rows a pass counts into its int16 counters before adding them to the state.
-_STAGED_ROWS = (1 << 15) - 1
-# Largest per-class thresholds (bytes) a pass packs a copy of.
-_PACKED_BYTES = 1 << 28
-
-
-class _Packed:
-    """One block's thresholds and int16 counts, packed by vector of columns
-    for ``_count_packed_kernel``, and where the counts go in the state."""
-
-    def __init__(self, counter, offset, n, lanes):
-        starts = torch.arange(0, n, lanes).clamp_max(n - lanes)
-        columns = offset + starts[:, None] + torch.arange(lanes)  # (vector, lane)
-        c = counter
-        self.t1 = c.thresholds1[:, columns].permute(1, 0, 2).contiguous()
-        self.out1 = torch.zeros(self.t1.shape, dtype=torch.int16)
-        self.index1 = (torch.arange(c.k1)[:, None, None] * c.width + columns).permute(
-            1, 0, 2
-        )
-        self.t2, self.out2 = self.t1[:, :0], self.out1[:, :0]
-        if c.grouped:
-            self.t2 = c.thresholds2[:, :, columns].permute(2, 0, 1, 3).contiguous()
-            self.out2 = torch.zeros(self.t2.shape, dtype=torch.int16)
-            rows = torch.arange(c.n_groups * c.k2)[:, None, None] * c.width
-            self.index2 = (rows + columns).reshape(c.n_groups, c.k2, *columns.shape)
-            self.index2 = self.index2.permute(2, 0, 1, 3)
-        self.pointers = (
-            self.t1.data_ptr(), self.out1.data_ptr(), c.k1, self.t2.data_ptr(),
-            self.out2.data_ptr(), c.n_groups, c.k2, c.np_dtype, _STAGED,
-        )  # fmt: skip
-
-    def flush(self, counter):
-        # index_add_ adds every lane: the last vector's lanes that reach
-        # back over counted columns hold 0.
-        counter.out1.view(-1).index_add_(
-            0, self.index1.reshape(-1), self.out1.reshape(-1).to(torch.int64)
-        )
-        self.out1.zero_()
-        if counter.grouped:
-            counter.out2.view(-1).index_add_(
-                0, self.index2.reshape(-1), self.out2.reshape(-1).to(torch.int64)
-            )
-            self.out2.zero_()
-
-
-class _AboveCounter:
-    """:func:`count_above` into a fixed state, for the batches of a pass.
-
-    After a forward pass, the state is out of the caches, and reading and
-    writing it cost more than the counting: a block's per-class thresholds
-    and counts were 20 stretches of memory per vector of columns, read from
-    far away for every class. So each block of at least a vector of columns
-    gets a copy of its thresholds packed by vector (one stretch each), and
-    int16 counts in the same layout, a quarter of the state's size; they are
-    added to the state by :meth:`flush`, at the latest every
-    ``_STAGED_ROWS`` rows counted. Narrower blocks are counted into the state.
-    """
-
-    def __init__(self, thresholds1, out1, thresholds2, out2):
-        self.grouped = thresholds2 is not None and thresholds2.shape[1] > 0
-        self.k1, self.width = thresholds1.shape
-        if out1.shape != (self.k1, self.width):
-            raise ValueError("thresholds1 and out1 have different shapes.")
-        self.n_groups = self.k2 = 0
-        t2, o2 = thresholds1, out1
-        if self.grouped:
-            self.n_groups, self.k2, width2 = thresholds2.shape
-            shape2 = (self.n_groups, self.k2, self.width)
-            if out2.shape != shape2 or width2 != self.width:
-                raise ValueError("thresholds2 and out2 do not match thresholds1.")
-            t2, o2 = thresholds2, out2
-        self.thresholds1, self.out1 = thresholds1, out1
-        self.thresholds2, self.out2 = t2, o2
-        self.dtype = thresholds1.dtype
-        self.kernel = None
-        self.packed = {}
-        self.rows = 0  # rows of the packed calls since the last flush
-        if (
-            _numba_state(thresholds1, out1, t2, o2)
-            and self.dtype in _DTYPE_OF
-            and t2.dtype == self.dtype
-            and out1.dtype == o2.dtype == torch.int64
-        ):
-            self.kernel = _NUMBA["count_above"]
-            self.np_dtype = _DTYPE_OF[self.dtype]
-            self.lanes = _VECTOR_BYTES // thresholds1.element_size()
-            self.pack = t2.numel() * t2.element_size() <= _PACKED_BYTES
-            self.pointers = (
-                thresholds1.data_ptr(), out1.data_ptr(), self.k1, t2.data_ptr(),
-                o2.data_ptr(), self.n_groups, self.k2, self.width, self.np_dtype,
-                _COUNTS,
-            )  # fmt: skip
-
-    def __call__(self, A, labels, offset):
-        rows, n = A.shape
-        address = _label_address(labels, rows) if self.grouped else 0
-        if self.kernel is None or not (
-            A.dtype == self.dtype
-            and _kernel_batch(A, offset, self.width)
-            and (address or not self.grouped)
-        ):
-            self._general(A, labels, offset)
-            return
-        if not self.pack or n < self.lanes or rows > _STAGED_ROWS:
-            self.kernel(
-                A.data_ptr(), A.stride(0), n, offset, 0, 0, rows, address,
-                *self.pointers,
-            )  # fmt: skip
-            return
-        packed = self.packed.get((offset, n))
-        if packed is None:
-            packed = self.packed[offset, n] = _Packed(self, offset, n, self.lanes)
-        # No count can exceed the rows of all calls since the last flush.
-        if self.rows + rows > _STAGED_ROWS:
-            self.flush()
-        self.rows += rows
-        _NUMBA["count_packed"](
-            A.data_ptr(), A.stride(0), n, rows, address, *packed.pointers
-        )
-
-    def _general(self, A, labels, offset):
-        if self.grouped:
-            y = _label_rows(labels, A.shape[0])
-            count_above(
-                A, self.thresholds1, self.out1, y, self.thresholds2, self.out2, offset
-            )
-        else:
-            count_above(A, self.thresholds1, self.out1, offset=offset)
-
-    def flush(self):
-        """Add the staged counts to the state."""
-        if self.rows:
-            for packed in self.packed.values():
-                packed.flush(self)
-        self.rows = 0
-
-
 def count_above_counter(thresholds1, out1, thresholds2=None, out2=None):
     """``count(A, labels, offset)``: :func:`count_above` with these
     thresholds and counts (``labels`` from :func:`labels_of`, used with
-    ``thresholds2`` only), for the batches of a pass; ``count.flush()`` must
-    follow the last one.
+    ``thresholds2`` only), for the batches of a pass.
 
     The state is checked here once; it must stay the same tensors.
     """
-    return _AboveCounter(thresholds1, out1, thresholds2, out2)
+    grouped = thresholds2 is not None and thresholds2.shape[1] > 0
+    k1, width = thresholds1.shape
+    if out1.shape != (k1, width):
+        raise ValueError("thresholds1 and out1 have different shapes.")
+    n_groups = k2 = 0
+    t2, o2 = thresholds1, out1
+    if grouped:
+        n_groups, k2, width2 = thresholds2.shape
+        if out2.shape != (n_groups, k2, width) or width2 != width:
+            raise ValueError("thresholds2 and out2 do not match thresholds1.")
+        t2, o2 = thresholds2, out2
+
+    def general(A, labels, offset):
+        if grouped:
+            y = _label_rows(labels, A.shape[0])
+            count_above(A, thresholds1, out1, y, thresholds2, out2, offset)
+        else:
+            count_above(A, thresholds1, out1, offset=offset)
+
+    dtype = thresholds1.dtype
+    if not (
+        _numba_state(thresholds1, out1, t2, o2)
+        and dtype in _DTYPE_OF
+        and t2.dtype == dtype
+        and out1.dtype == o2.dtype == torch.int64
+    ):
+        return general
+    kernel = _NUMBA["count_above"]
+    state = (
+        thresholds1.data_ptr(), out1.data_ptr(), k1, t2.data_ptr(), o2.data_ptr(),
+        n_groups, k2, width, _DTYPE_OF[dtype],
+    )  # fmt: skip
+
+    def count(A, labels, offset):
+        rows = A.shape[0]
+        address = _label_address(labels, rows) if grouped else 0
+        if not (
+            A.dtype == dtype
+            and _kernel_batch(A, offset, width)
+            and (address or not grouped)
+        ):
+            general(A, labels, offset)
+            return
+        kernel(
+            A.data_ptr(), A.stride(0), A.shape[1], offset, 0, 0, rows, address,
+            *state,
+        )  # fmt: skip
+
+    count.state = (thresholds1, out1, t2, o2)  # the kernel writes to their memory
+    return count
 
 
 def histogram_counts(A, edges, binning="right"):

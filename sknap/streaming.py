@@ -358,8 +358,6 @@ class NeuronStatistics:
         try:
             extractor._consume_blocks(X, y, start, consume, finish, probabilities)
         finally:
-            if self.second_pass and counter is not None:
-                counter.flush()
             if done:  # the class counts of the batches counted, all at once
                 self.n_samples_ += done
                 self.class_count_ += torch.bincount(
