@@ -104,12 +104,10 @@ def fit_entropy(estimator, X, y=None):
     estimator._store_entropy(entropies, maxima, edges, stacklevel=4)
     if stats.per_class and estimator.per_class:
         estimator.classes_ = stats.classes_
-        estimator.class_neuron_entropy_ = np.stack(
-            [
-                _histogram.entropy_from_counts(c[:n].cpu(), estimator.base)
-                for c in stats.class_hist_
-            ]
-        )
+        counts = stats.class_hist_[:, :n].cpu()  # (classes, neurons, bins)
+        estimator.class_neuron_entropy_ = _histogram.entropy_from_counts(
+            counts.reshape(-1, counts.shape[-1]), estimator.base
+        ).reshape(counts.shape[:2])
         estimator.class_entropy_ = estimator.class_neuron_entropy_.sum(axis=1)
     estimator.selected_neurons_ = estimator._select()
     return estimator

@@ -48,6 +48,8 @@ def test_pipeline_fits_predicts_and_scores_like_backbone(digits, fitted):
     ]
     assert fitted.named_steps["extractor"].layer_names_ == ["relu1", "relu2"]
     assert fitted.named_steps["entropy"].n_neurons_in_ == 96
+    # The entropy step ranks neurons over all samples; no per-class histograms.
+    assert not hasattr(fitted.named_steps["entropy"], "class_entropy_")
     assert fitted.named_steps["probabilities"].get_feature_names_out()[
         [0, 10]
     ].tolist() == [
