@@ -7,11 +7,11 @@ numba kernels when numba is installed. They take one vector register of
 columns at a time (16 float32 with AVX-512) and stream the rows through it,
 the counters of up to a dozen thresholds held in registers meanwhile; the
 rows of each class are sorted together first (a counting sort), for the
-counts per class. The column blocks of a batch (the layers of a network, as
-the forward pass leaves them) go through one kernel call, the rows sorted
-once (``*_blocks``); columns are split over threads for large inputs.
-Elsewhere (CUDA, or no numba) the same counts come from torch operations on
-chunks. Both give the same integers.
+counts per class; blocks narrower than a vector are transposed first.
+Columns are split over threads for large inputs. A pass over a data set
+calls the kernels once per layer and batch through ``*_counter``, which
+check the state once per pass. Elsewhere (CUDA, or no numba) the same counts
+come from torch operations on chunks. Both give the same integers.
 
 Exactness without copies: for a float32 value ``v`` and a float64 edge ``e``,
 ``v > e`` holds exactly when ``v > floor32(e)``, where ``floor32(e)`` is the
