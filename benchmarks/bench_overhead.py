@@ -26,8 +26,13 @@ inputs if the data set is absent), and torchvision's ResNet-18 on 32x32
 inputs. Weights are seeded random: the cost does not depend on training.
 Target: the fits at most 1.15x the bare forward passes they make.
 
-On a busy machine, small torch operations with several OpenMP threads can
-wait long for a core; ``--threads 1`` measures without that effect.
+By default torch runs on one thread (``--threads 1``): the statistics of a
+batch run on one thread, so this compares the work they add with the work of
+the forward pass. With more threads (``--threads N``; 0 for torch's own
+choice) the forward pass gets faster and the statistics do not, so the
+ratios grow (docs/performance.md gives both on a 2-core machine); on a busy
+machine, small torch operations with several OpenMP threads can also wait
+long for a core.
 """
 
 import argparse
@@ -168,8 +173,8 @@ def main():
     parser.add_argument(
         "--threads",
         type=int,
-        default=None,
-        help="torch threads (default: torch's own choice)",
+        default=1,
+        help="torch threads (default 1; 0 for torch's own choice)",
     )
     args = parser.parse_args()
     if args.threads:
