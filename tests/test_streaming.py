@@ -182,8 +182,8 @@ def test_pass_counters_equal_direct_sums(backend, rng):
         assert_array_equal(active[c], (rows > 0).sum(axis=0))
 
 
-def test_pass_counter_counts_beyond_16_bits(rng):
-    # 80,000 rows of one class, every value above the first threshold.
+def test_pass_counter_over_many_batches(rng):
+    # 80,000 rows of one class in batches, every value above the first threshold.
     X = rng.uniform(0.5, 1.0, size=(80000, 16)).astype(np.float32)
     t1 = np.zeros((2, 16), dtype=np.float32)
     t1[1] = 0.75
