@@ -668,6 +668,18 @@ class NeuronStatistics:
         state["_thresholds"] = {}
         return state
 
+    def __deepcopy__(self, memo):
+        # Tensors cloned, arrays copied (their items, names and labels, are
+        # immutable: copy.deepcopy copied each of a thousand names one by one).
+        out = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(out, name, value.clone())
+            elif isinstance(value, np.ndarray):
+                setattr(out, name, value.copy())
+        out._thresholds = {}
+        return out
+
 
 def _default_device(group):
     import torch.distributed as dist

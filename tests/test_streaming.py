@@ -451,6 +451,24 @@ def test_state_does_not_grow_with_samples(rng):
     assert sizes[1] <= n_columns * (n_classes + 1) * (2 * 10 + 3) + n_classes
 
 
+def test_statistics_copies_are_independent(rng):
+    import copy
+
+    A = np.maximum(rng.normal(size=(50, 6)), 0).astype(np.float32)
+    y = rng.integers(0, 3, size=50)
+    first = NeuronStatistics().update(A, y)
+    first.feature_names = np.array([f"n{j}" for j in range(6)], dtype=object)
+    second = first.begin_histograms(4)
+    twin = copy.deepcopy(first)
+    first.update(A * 2, y)
+    assert_array_equal(second.max_, twin.max_)
+    assert_array_equal(twin.max_, A.max(axis=0))
+    assert_array_equal(first.max_, 2 * A.max(axis=0))
+    assert second.n_samples_ == twin.n_samples_ == 50
+    first.feature_names[0] = "changed"
+    assert second.feature_names[0] == twin.feature_names[0] == "n0"
+
+
 def test_statistics_pickle(rng):
     import pickle
 
