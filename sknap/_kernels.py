@@ -502,18 +502,16 @@ def _intrinsics(numba):
     return view, count_block, stats_block, shape
 
 
-# The kernels. The class statistics and the counts work on column blocks,
-# each ``(address, lda, n, offset)``: the matrix of ``rows`` rows, ``lda``
-# elements apart, at that address, whose ``n`` columns are the state's
-# columns ``offset ..``. A batch's blocks (the layers of a network) go in one
-# call, its rows sorted by class once; a range of columns of one matrix,
-# which a thread counts, is a block too. The first block comes as four
-# numbers, any others as ``n_more`` rows of four int64 at address ``pmore``.
-# The kernels take the other arrays by address as well (see ``_DTYPE_OF``),
-# ``dtype`` an empty array of the data's dtype. They are module functions
-# that call each other as globals: numba's cache key includes a kernel's
-# closure variables, and a dispatcher or an intrinsic pickles differently in
-# each process, which would defeat the cache.
+# The kernels. The class statistics and the counts work on one column block
+# per call, ``(address, lda, n, offset)``: the matrix of ``rows`` rows,
+# ``lda`` elements apart, at that address, whose ``n`` columns are the
+# state's columns ``offset ..`` (a layer of a network, or the range of
+# columns of a matrix that one thread counts). The kernels take the other
+# arrays by address as well (see ``_DTYPE_OF``), ``dtype`` an empty array of
+# the data's dtype. They are module functions that call each other as
+# globals: numba's cache key includes a kernel's closure variables, and a
+# dispatcher or an intrinsic pickles differently in each process, which would
+# defeat the cache.
 
 if numba is not None:
     _view, _count_block, _stats_block, _SHAPE = _intrinsics(numba)
@@ -558,88 +556,61 @@ def _sort_rows(y, r0, r1, n_groups, bounds, order):
 
 
 @_njit
-def _block(b, address, lda, n, offset, more):
-    # Block b of a call: the first is given by its numbers, the others are
-    # the rows of more (a view of pmore).
-    if b == 0:
-        return address, lda, n, offset
-    return more[b - 1, 0], more[b - 1, 1], more[b - 1, 2], more[b - 1, 3]
-
-
-@_njit
 def _class_stats_kernel(
-    address, lda, n, offset, pmore, n_more, rows, py, pcmax, pact, n_classes, ldc,
-    check, dtype,
+    address, lda, n, offset, rows, py, pcmax, pact, n_classes, ldc, check, dtype
 ):  # fmt: skip
     # For each chunk of rows (see _GROUP_BYTES), the rows sorted by class;
-    # then for each block and each class, four vectors of columns at a time
-    # over the class's rows (stats_block; plain loops for fewer columns than
-    # a vector), into maxima and counts of this call. The state is updated
-    # at the end, and not at all when ``check`` finds NaN or inf. The last
-    # block goes first: a forward pass has just written it, so it is the
-    # likeliest to be in the cache still.
+    # then for each class, four vectors of columns at a time over the class's
+    # rows (stats_block; plain loops for fewer columns than a vector), into
+    # maxima and counts of this call. The state is updated at the end, and
+    # not at all when ``check`` finds NaN or inf.
+    if n == 0 or rows == 0:
+        return True
     y = _view(py, (rows,), np.int64)
     cmax = _view(pcmax, (n_classes, ldc), np.float64)
     active = _view(pact, (n_classes, ldc), np.int64)
-    more = _view(pmore, (n_more, 4), np.int64)
-    n_blocks = 1 + n_more
-    first, last, widest = ldc, 0, 0
-    for b in range(n_blocks):
-        _, _, nb, ob = _block(b, address, lda, n, offset, more)
-        if nb > 0:
-            first, last, widest = min(first, ob), max(last, ob + nb), max(widest, nb)
-    if widest == 0:
-        return True
-    width = last - first
+    a = _view(address, ((rows - 1) * lda + n,), dtype)
     lanes = _VECTOR_BYTES // dtype.itemsize
     step = _STAT_VECTORS * lanes
-    best = np.full((n_classes, width), -np.inf, dtype.dtype)
-    count = np.zeros((n_classes, width), np.int32)
-    zero = np.zeros(width, dtype.dtype)
+    best = np.full((n_classes, n), -np.inf, dtype.dtype)
+    count = np.zeros((n_classes, n), np.int32)
+    zero = np.zeros(n, dtype.dtype)
     seen = np.zeros(n_classes, np.bool_)
-    group_step = _chunk_rows(rows, widest * dtype.itemsize, _GROUP_BYTES)
+    group_step = _chunk_rows(rows, n * dtype.itemsize, _GROUP_BYTES)
     order = np.empty(group_step, np.int64)
     bounds = np.zeros(n_classes + 1, np.int64)
     for g0 in range(0, rows, group_step):
         g1 = min(rows, g0 + group_step)
         _sort_rows(y, g0, g1, n_classes, bounds, order)
-        for b in range(n_blocks - 1, -1, -1):
-            pb, ldb, nb, ob = _block(b, address, lda, n, offset, more)
-            if nb == 0:
-                continue
-            a = _view(pb, ((rows - 1) * ldb + nb,), dtype)
-            col = ob - first  # of the block's first column, in best
-            p0 = 0
-            for c in range(n_classes):
-                p1 = bounds[c]
-                seen[c] |= p1 > p0
-                if p1 > p0 and nb < lanes:
-                    m = best[c, col : col + nb]
-                    k = count[c, col : col + nb]
-                    z = zero[col : col + nb]
-                    for p in range(p0, p1):
-                        row = a[order[p] * ldb : order[p] * ldb + nb]
-                        for j in range(nb):
-                            v = row[j]
-                            m[j] = v if v > m[j] else m[j]
-                            k[j] += np.int32(v > 0)
-                            z[j] += v * 0
-                elif p1 > p0:
-                    for q in range(0, nb, step):
-                        q0 = max(0, min(q, nb - step))
-                        _stats_block(
-                            a, ldb, order, p0, p1, q0, q, nb - lanes, -col, best,
-                            count, zero, c, check,
-                        )  # fmt: skip
-                p0 = p1
+        p0 = 0
+        for c in range(n_classes):
+            p1 = bounds[c]
+            seen[c] |= p1 > p0
+            if p1 > p0 and n < lanes:
+                m, k = best[c], count[c]
+                for p in range(p0, p1):
+                    row = a[order[p] * lda : order[p] * lda + n]
+                    for j in range(n):
+                        v = row[j]
+                        m[j] = v if v > m[j] else m[j]
+                        k[j] += np.int32(v > 0)
+                        zero[j] += v * 0
+            elif p1 > p0:
+                for q in range(0, n, step):
+                    q0 = max(0, min(q, n - step))
+                    _stats_block(
+                        a, lda, order, p0, p1, q0, q, n - lanes, 0, best, count,
+                        zero, c, check,
+                    )  # fmt: skip
+            p0 = p1
     if check and np.isnan(zero.sum()):
         return False
     for c in range(n_classes):
         if seen[c]:
             m, k = best[c], count[c]
-            cm = cmax[c, first:last]
-            ca = active[c, first:last]
-            for j in range(width):
+            cm = cmax[c, offset : offset + n]
+            ca = active[c, offset : offset + n]
+            for j in range(n):
                 cm[j] = max(cm[j], np.float64(m[j]))
                 ca[j] += k[j]
     return True
@@ -693,49 +664,38 @@ def _count_rows(a, lda, n, idx, p0, p1, t, out, offset):
 
 @_njit
 def _count_above_kernel(
-    address, lda, n, offset, pmore, n_more, rows, py, pt1, pout1, k1, pt2, pout2,
-    n_groups, k2, ldt, dtype,
+    address, lda, n, offset, rows, py, pt1, pout1, k1, pt2, pout2, n_groups, k2,
+    ldt, dtype,
 ):  # fmt: skip
     # For each chunk of rows (see _GROUP_BYTES), the rows sorted by group;
-    # then for each block (the last first, as in _class_stats_kernel), in
-    # chunks of rows that stay in the L2 cache (see _CHUNK_BYTES), the
-    # thresholds shared by all rows, and the rows of each group against its
-    # own.
+    # then, in chunks of rows that stay in the L2 cache (see _CHUNK_BYTES),
+    # the thresholds shared by all rows, and the rows of each group against
+    # its own.
+    if n == 0 or rows == 0:
+        return
     t1 = _view(pt1, (k1, ldt), dtype)
     out1 = _view(pout1, (k1, ldt), np.int64)
     n_groups = n_groups if k2 else 0
     y = _view(py, (rows if n_groups else 0,), np.int64)
     t2 = _view(pt2, (n_groups, k2, ldt), dtype)
     out2 = _view(pout2, (n_groups, k2, ldt), np.int64)
-    more = _view(pmore, (n_more, 4), np.int64)
-    n_blocks = 1 + n_more
-    widest = 0
-    for b in range(n_blocks):
-        widest = max(widest, _block(b, address, lda, n, offset, more)[2])
-    if widest == 0:
-        return
-    group_step = _chunk_rows(rows, widest * dtype.itemsize, _GROUP_BYTES)
+    a = _view(address, ((rows - 1) * lda + n,), dtype)
+    group_step = _chunk_rows(rows, n * dtype.itemsize, _GROUP_BYTES)
+    step = _chunk_rows(rows, n * dtype.itemsize, _CHUNK_BYTES)
     order = np.empty(group_step if n_groups else 0, np.int64)
     bounds = np.zeros(n_groups + 1, np.int64)
     every = np.arange(rows)
     for g0 in range(0, rows, group_step):
         g1 = min(rows, g0 + group_step)
+        for r0 in range(g0, g1, step):
+            _count_rows(a, lda, n, every, r0, min(g1, r0 + step), t1, out1, offset)
         if n_groups:
             _sort_rows(y, g0, g1, n_groups, bounds, order)
-        for b in range(n_blocks - 1, -1, -1):
-            pb, ldb, nb, ob = _block(b, address, lda, n, offset, more)
-            if nb == 0:
-                continue
-            a = _view(pb, ((rows - 1) * ldb + nb,), dtype)
-            step = _chunk_rows(rows, nb * dtype.itemsize, _CHUNK_BYTES)
-            for r0 in range(g0, g1, step):
-                r1 = min(g1, r0 + step)
-                _count_rows(a, ldb, nb, every, r0, r1, t1, out1, ob)
-            p0 = 0
-            for g in range(n_groups):
-                p1 = bounds[g]
-                _count_rows(a, ldb, nb, order, p0, p1, t2[g], out2[g], ob)
-                p0 = p1
+        p0 = 0
+        for g in range(n_groups):
+            p1 = bounds[g]
+            _count_rows(a, lda, n, order, p0, p1, t2[g], out2[g], offset)
+            p0 = p1
 
 
 @_njit
@@ -801,7 +761,7 @@ def _column_blocks(part, lda, offset):
     rows, n = part.shape
     address, size = part.data_ptr(), part.element_size()
     return [
-        (address + j0 * size, lda, j1 - j0, offset + j0, 0, 0)
+        (address + j0 * size, lda, j1 - j0, offset + j0)
         for j0, j1 in _column_ranges(rows, n)
     ]
 
@@ -990,7 +950,7 @@ def accumulate_class_stats(A, y, class_max, active, check_finite=False, offset=0
             # A batch as the streaming statistics see it, in as few steps as
             # possible (see _DTYPE_OF).
             return kernel(
-                A.data_ptr(), A.stride(0), n, offset, 0, 0, rows, y.data_ptr(),
+                A.data_ptr(), A.stride(0), n, offset, rows, y.data_ptr(),
                 class_max.data_ptr(), active.data_ptr(), n_classes, width,
                 bool(check_finite), _DTYPE_OF[A.dtype],
             )  # fmt: skip
@@ -1076,7 +1036,7 @@ def count_above(A, thresholds1, out1, y=None, thresholds2=None, out2=None, offse
             # A batch as the streaming statistics see it, in few steps.
             t2, o2 = (thresholds2, out2) if grouped else (thresholds1, out1)
             kernel(
-                A.data_ptr(), A.stride(0), n, offset, 0, 0, rows,
+                A.data_ptr(), A.stride(0), n, offset, rows,
                 y.data_ptr() if grouped else 0, thresholds1.data_ptr(),
                 out1.data_ptr(), k1, t2.data_ptr(), o2.data_ptr(), n_groups, k2,
                 width, _DTYPE_OF[dtype],
@@ -1199,7 +1159,7 @@ def class_stats_counter(class_max, active, check_finite=False):
         if not (address and _kernel_batch(A, offset, width)):
             return general(A, labels, offset)
         return kernel(
-            A.data_ptr(), A.stride(0), A.shape[1], offset, 0, 0, rows, address,
+            A.data_ptr(), A.stride(0), A.shape[1], offset, rows, address,
             pmax, pact, n_classes, width, check, _DTYPE_OF[A.dtype],
         )  # fmt: skip
 
@@ -1258,7 +1218,7 @@ def count_above_counter(thresholds1, out1, thresholds2=None, out2=None):
             general(A, labels, offset)
             return
         kernel(
-            A.data_ptr(), A.stride(0), A.shape[1], offset, 0, 0, rows, address,
+            A.data_ptr(), A.stride(0), A.shape[1], offset, rows, address,
             *state,
         )  # fmt: skip
 
