@@ -813,12 +813,10 @@ def _torch_chunks(A, per_row=1):
         yield A[start : start + step].to(wd), start
 
 
-# The kernels take tensors by address (data_ptr()), and the entry points
-# check a batch in few steps: once a forward pass has filled the caches, each
-# conversion to numpy, function call or generator costs about a microsecond,
-# and all of them together as much as the kernel on a batch of 256 rows.
-# These helpers make tensors as the kernels take them (CPU, dtype,
-# C-contiguous) where the fast path does not apply.
+# The kernels take tensors by address (data_ptr()): right after a forward
+# pass each conversion to numpy, function call or generator costs several
+# times what it costs alone (see the counters below). These helpers make
+# tensors as the kernels take them (CPU, dtype, C-contiguous).
 
 _DTYPE_OF = {
     torch.float32: np.empty(0, np.float32),
@@ -933,27 +931,6 @@ def accumulate_class_stats(A, y, class_max, active, check_finite=False, offset=0
         _raise_columns(width, offset, n)
     if A.is_cpu and _NUMBA is not None and not _numba_disabled():
         kernel = _NUMBA["class_stats"]
-        if (
-            A.dtype in _DTYPE_OF
-            and A.stride(1) == 1
-            and 1 < rows * n < _PARALLEL_ELEMENTS
-            and class_max.dtype == torch.float64
-            and active.dtype == torch.int64
-            and y.dtype == torch.int64
-            and class_max.is_contiguous()
-            and active.is_contiguous()
-            and y.is_contiguous()
-            and class_max.is_cpu
-            and active.is_cpu
-            and y.is_cpu
-        ):
-            # A batch as the streaming statistics see it, in as few steps as
-            # possible (see _DTYPE_OF).
-            return kernel(
-                A.data_ptr(), A.stride(0), n, offset, rows, y.data_ptr(),
-                class_max.data_ptr(), active.data_ptr(), n_classes, width,
-                bool(check_finite), _DTYPE_OF[A.dtype],
-            )  # fmt: skip
         cmax, act = _state(class_max, torch.float64), _state(active, torch.int64)
         labels = _labels(y)
         finite = True
@@ -983,6 +960,20 @@ def accumulate_class_stats(A, y, class_max, active, check_finite=False, offset=0
     return True
 
 
+def _above_state(thresholds1, out1, thresholds2, out2):
+    """``(k1, width, n_groups, k2)`` of the state of :func:`count_above`,
+    checked; ``k2`` is 0 without thresholds per group."""
+    k1, width = thresholds1.shape
+    if out1.shape != (k1, width):
+        raise ValueError("thresholds1 and out1 have different shapes.")
+    if thresholds2 is None or thresholds2.shape[1] == 0:
+        return k1, width, 0, 0
+    n_groups, k2, width2 = thresholds2.shape
+    if out2.shape != (n_groups, k2, width) or width2 != width:
+        raise ValueError("thresholds2 and out2 do not match thresholds1.")
+    return k1, width, n_groups, k2
+
+
 def count_above(A, thresholds1, out1, y=None, thresholds2=None, out2=None, offset=0):
     """Count, in place, the values of each column above each threshold.
 
@@ -995,54 +986,17 @@ def count_above(A, thresholds1, out1, y=None, thresholds2=None, out2=None, offse
     thresholds and counts.
     """
     rows, n = A.shape
-    k1, width = thresholds1.shape
-    grouped = y is not None and thresholds2 is not None and thresholds2.shape[1] > 0
-    n_groups = k2 = 0
-    if grouped:
-        n_groups, k2, width2 = thresholds2.shape
-        if out2.shape != (n_groups, k2, width) or width2 != width or y.shape[0] != rows:
-            raise ValueError("y, thresholds2 and out2 do not match the batch.")
-    if out1.shape != (k1, width):
-        raise ValueError("thresholds1 and out1 have different shapes.")
+    k1, width, n_groups, k2 = _above_state(
+        thresholds1, out1, None if y is None else thresholds2, out2
+    )
+    grouped = k2 > 0
+    if grouped and y.shape[0] != rows:
+        raise ValueError("y does not match the batch.")
     if offset < 0 or offset + n > width:
         _raise_columns(width, offset, n)
     if A.is_cpu and _NUMBA is not None and not _numba_disabled():
         kernel = _NUMBA["count_above"]
-        dtype = A.dtype
-        int64 = torch.int64
-        if (
-            dtype in _DTYPE_OF
-            and A.stride(1) == 1
-            and 1 < rows * n < _PARALLEL_ELEMENTS
-            and thresholds1.dtype == dtype
-            and out1.dtype == int64
-            and thresholds1.is_cpu
-            and out1.is_cpu
-            and thresholds1.is_contiguous()
-            and out1.is_contiguous()
-            and (
-                not grouped
-                or thresholds2.dtype == dtype
-                and out2.dtype == int64
-                and y.dtype == int64
-                and thresholds2.is_cpu
-                and out2.is_cpu
-                and y.is_cpu
-                and thresholds2.is_contiguous()
-                and out2.is_contiguous()
-                and y.is_contiguous()
-            )
-        ):
-            # A batch as the streaming statistics see it, in few steps.
-            t2, o2 = (thresholds2, out2) if grouped else (thresholds1, out1)
-            kernel(
-                A.data_ptr(), A.stride(0), n, offset, rows,
-                y.data_ptr() if grouped else 0, thresholds1.data_ptr(),
-                out1.data_ptr(), k1, t2.data_ptr(), o2.data_ptr(), n_groups, k2,
-                width, _DTYPE_OF[dtype],
-            )  # fmt: skip
-            return
-        wd = working_dtype(dtype)
+        wd = working_dtype(A.dtype)
         t1, o1 = _as_thresholds(thresholds1, wd), _state(out1, torch.int64)
         t2 = o2 = t1
         if grouped:
@@ -1174,17 +1128,9 @@ def count_above_counter(thresholds1, out1, thresholds2=None, out2=None):
 
     The state is checked here once; it must stay the same tensors.
     """
-    grouped = thresholds2 is not None and thresholds2.shape[1] > 0
-    k1, width = thresholds1.shape
-    if out1.shape != (k1, width):
-        raise ValueError("thresholds1 and out1 have different shapes.")
-    n_groups = k2 = 0
-    t2, o2 = thresholds1, out1
-    if grouped:
-        n_groups, k2, width2 = thresholds2.shape
-        if out2.shape != (n_groups, k2, width) or width2 != width:
-            raise ValueError("thresholds2 and out2 do not match thresholds1.")
-        t2, o2 = thresholds2, out2
+    k1, width, n_groups, k2 = _above_state(thresholds1, out1, thresholds2, out2)
+    grouped = k2 > 0
+    t2, o2 = (thresholds2, out2) if grouped else (thresholds1, out1)
 
     def general(A, labels, offset):
         if grouped:

@@ -279,13 +279,11 @@ class NeuronStatistics:
         self._begin(y, A.shape[1], A.device)
         A = A.to(self.device, non_blocking=True)
         rows = self._class_index(y, A.shape[0])
+        count = self._counter(_kernels.working_dtype(A.dtype))
         if self.second_pass:
-            self._count_bins(A, rows)
+            count(A, _kernels.labels_of(rows), 0)
             return self
-        finite = _kernels.accumulate_class_stats(
-            A, rows, self.class_max_, self.active_count_, check_finite=True
-        )
-        if not finite:
+        if not count(A, _kernels.labels_of(rows), 0):
             raise ValueError(NONFINITE_BATCH)
         self.n_samples_ += A.shape[0]
         self.class_count_ += torch.bincount(rows, minlength=len(self.class_count_))
@@ -317,18 +315,19 @@ class NeuronStatistics:
         # Per batch, only what changes: the counters are made for the state
         # once (again when new classes grow it), and labels given as an array
         # are looked up once for the whole pass (batches are its slices).
-        whole, position, done = [None], 0, 0
+        rows_of_y, address, position, done = None, 0, 0, 0
         move, counter, counted = False, None, None
 
         def start(labels, n_rows, device):
-            nonlocal position, move, counter, counted
+            nonlocal rows_of_y, address, position, move, counter, counted
             self._begin(labels, n_columns, device)
             if y is None:
                 rows = _kernels.labels_of(self._class_index(labels, n_rows))
             else:
-                if position == 0:
-                    whole[0] = _kernels.labels_of(self._class_index(y, len(y)))
-                rows_of_y, _, address = whole[0]
+                if rows_of_y is None:
+                    rows_of_y, _, address = _kernels.labels_of(
+                        self._class_index(y, len(y))
+                    )
                 rows = rows_of_y, position, address and address + 8 * position
                 position += n_rows
             state = self._above if self.second_pass else self.class_max_
@@ -361,17 +360,18 @@ class NeuronStatistics:
             if done:  # the class counts of the batches counted, all at once
                 self.n_samples_ += done
                 self.class_count_ += torch.bincount(
-                    whole[0][0][:done], minlength=len(self.class_count_)
+                    rows_of_y[:done], minlength=len(self.class_count_)
                 )
         return self
 
-    def _counter(self):
-        """``count(block, rows, offset)`` into this state, from the kernels."""
+    def _counter(self, dtype=torch.float32):
+        """``count(block, labels, offset)`` into this state, for blocks in
+        ``dtype`` (the thresholds of the second pass are in that dtype)."""
         if not self.second_pass:
             return _kernels.class_stats_counter(
                 self.class_max_, self.active_count_, check_finite=True
             )
-        shared, by_class = self._thresholds_of(torch.float32)
+        shared, by_class = self._thresholds_of(dtype)
         if not self.per_class:
             return _kernels.count_above_counter(shared, self._above)
         return _kernels.count_above_counter(
@@ -496,14 +496,6 @@ class NeuronStatistics:
                 )
             self._thresholds[dtype] = (shared, by_class)
         return self._thresholds[dtype]
-
-    def _count_bins(self, A, rows, offset=0):
-        """Count the columns ``offset ..`` of one batch in their bins."""
-        shared, by_class = self._thresholds_of(_kernels.working_dtype(A.dtype))
-        _kernels.count_above(
-            A, shared, self._above, rows if self.per_class else None,
-            by_class, self._class_above, offset=offset,
-        )  # fmt: skip
 
     # -- merging --------------------------------------------------------------
 
