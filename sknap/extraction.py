@@ -649,14 +649,17 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
 
     def _prepare(self, X, y):
         """What every pass over ``X`` needs: (backbone, modules, wanted, dtype,
-        device, layout, number of batches or None, batches of (input, labels))."""
+        device, layout, batches of (input, labels), with a progress bar when
+        asked)."""
         device = _device.resolve_device(self.device)
         backbone = _device.on_device(self.backbone, device)
         modules, wanted = self._resolve_modules(backbone)
         total, batches = self._batches(X, y, labelled=True)
+        if self.progress:
+            batches = tqdm(batches, total=total, desc="extract")
         layout = self._input_layout(backbone, device)
         dtype = _device.float_dtype(backbone)
-        return backbone, modules, wanted, dtype, device, layout, total, batches
+        return backbone, modules, wanted, dtype, device, layout, batches
 
     def _check_shape(self, batch):
         if tuple(batch.shape[1:]) != self.input_shape_:
@@ -685,18 +688,14 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         the generator is closed, for callers in this package: they must close
         it (``contextlib.closing``), even after an error.
         """
-        backbone, modules, wanted, dtype, device, layout, total, batches = (
-            self._prepare(X, y)
-        )
+        backbone, modules, wanted, dtype, device, layout, batches = self._prepare(X, y)
         slices = [self.layer_slices_[b] for b in self.layer_names_]
         slices.append(self.layer_slices_["proba"])
         n_columns = self.n_neurons_ + self.n_outputs_
         with contextlib.ExitStack() as held:
             if hold:
                 hooks = held.enter_context(self._hooked(backbone, modules, wanted))
-            for batch, labels in tqdm(
-                batches, total=total, disable=not self.progress, desc="extract"
-            ):
+            for batch, labels in batches:
                 self._check_shape(batch)
                 values = torch.empty(
                     (batch.shape[0], n_columns), dtype=torch.float32, device=device
@@ -740,16 +739,12 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         ``probabilities`` the backbone's output is left alone: no softmax, no
         ``consume`` of those columns.
         """
-        backbone, modules, wanted, dtype, device, layout, total, batches = (
-            self._prepare(X, y)
-        )
+        backbone, modules, wanted, dtype, device, layout, batches = self._prepare(X, y)
         offsets = {
             call: (self.layer_slices_[name].start, name)
             for call, name in zip(self._calls, self.layer_names_, strict=True)
         }
         proba_offset = self.layer_slices_["proba"].start
-        if self.progress:
-            batches = tqdm(batches, total=total, desc="extract")
         # Per batch as little as possible: on a small network, each step in
         # Python costs a few percent of the forward pass.
         state, bad = None, []
