@@ -390,7 +390,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         if self.output == "logits":
             if output.device.type == "cpu" and output.shape[1] < 16:
                 # Same values; torch's CPU softmax along rows this short is
-                # about 6x slower than along the columns of the transpose.
+                # several times slower than along the columns of the transpose.
                 return torch.softmax(output.t(), dim=0).t().contiguous()
             return torch.softmax(output, dim=1)
         if self.output == "log_proba":
