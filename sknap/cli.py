@@ -1,11 +1,130 @@
 """Command line: ``sknap demo``, ``sknap reproduce`` (and ``python -m sknap``)."""
 
 import argparse
+import difflib
+import math
+import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 __all__ = ["main"]
+
+_SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's largest seed
+_DEVICES = "'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'"
+# load_dataset's parameters, by the option that sets them, so that its errors
+# name the option.
+_LOAD_OPTIONS = {
+    "train_size_limit": "--train-size",
+    "test_size_limit": "--test-size",
+    "image_size": "--image-size",
+    "channels": "--channels",
+}
+
+
+def _int_in(low, high=None):
+    """An argparse type: an int in ``[low, high]`` (``high=None``: no bound)."""
+    allowed = f"an int in the range [{low}, {'inf)' if high is None else f'{high}]'}"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"must be {allowed}. Got {text!r} instead."
+            )
+        return value
+
+    return parse
+
+
+def _float_in(low, high):
+    """An argparse type: a float in the open interval ``(low, high)``."""
+    allowed = f"a float in the range ({low}, {high})"
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        # NaN fails both comparisons; inf fails the open upper bound.
+        if not low < value < high:
+            raise argparse.ArgumentTypeError(
+                f"must be {allowed}. Got {text!r} instead."
+            )
+        return value
+
+    return parse
+
+
+def _device(text):
+    """An argparse type: a device this machine has, kept as the string given."""
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        close = difflib.get_close_matches(
+            text.strip().lower().replace("gpu", "cuda"), ["auto", "cpu", "cuda"], n=1
+        )
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise argparse.ArgumentTypeError(
+            f"must be {_DEVICES}. Got {text!r} instead.{hint}"
+        )
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f"CUDA is not available on this machine. Got {text!r}; use 'auto' "
+            "(CUDA when there is one, else the CPU) or 'cpu'."
+        )
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            names = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            plural = "" if count == 1 else "s"
+            raise argparse.ArgumentTypeError(
+                f"this machine has {count} CUDA device{plural} ({names}). Got "
+                f"{text!r}; give one of those, or 'cuda' for the current one."
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(
+            f"MPS is not available on this machine. Got {text!r}; use 'auto' or 'cpu'."
+        )
+    return text
+
+
+def _folder_problem(path):
+    """Why the folder ``path`` cannot be made or written to; None when it can."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+    if not folder.is_dir():
+        made = "" if folder == path else f", so {path} cannot be made"
+        return (
+            f"{folder} is a file, not a folder{made}. Give the path of a folder, "
+            "new or existing, with --output."
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"{folder} is not writable by this user. Give a folder you can write "
+            "to with --output."
+        )
+    return None
+
+
+def _output(text):
+    """An argparse type: a folder that can be made, or an existing one."""
+    problem = _folder_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem} Got {text!r}.")
+    return text
 
 
 def _demo(args):
@@ -78,8 +197,7 @@ def _machine(device):
     )
 
 
-def _reproduce(args, argv):
-    import os
+def _reproduce(args, argv, parser):
     import shlex
 
     import torch
@@ -89,6 +207,13 @@ def _reproduce(args, argv):
     from .experiments import SweepSettings, run_sweep
     from .report import summarize, write_csv, write_report
 
+    folder = args.output or (
+        f"sknap-results/{args.dataset}-{args.backbone}"
+        + ("-mixed" if args.random_labels else "")
+    )
+    problem = _folder_problem(folder)
+    if problem:
+        parser.error(f"argument --output: {problem}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
@@ -106,9 +231,13 @@ def _reproduce(args, argv):
         model = make_backbone(
             args.backbone, data.input_shape, data.n_classes, random_state=args.seed
         )
-    except (FileNotFoundError, ImportError, ValueError) as err:
-        print(f"sknap reproduce: error: {err}", file=sys.stderr)
-        return 2
+    except (OSError, ImportError, ValueError) as err:
+        message = str(err)
+        for param, option in _LOAD_OPTIONS.items():
+            if message.startswith(f"{param}="):
+                message = f"argument {option}: {message}"
+        parser.error(message)
+    _check_fits_data(args, data, parser)
     settings = SweepSettings(
         n_checkpoints=args.checkpoints,
         epochs_per_checkpoint=args.epochs_per_checkpoint,
@@ -127,10 +256,6 @@ def _reproduce(args, argv):
         device=args.device,
     )
     mixed = " Mixed (shuffled training labels)" if args.random_labels else ""
-    folder = args.output or (
-        f"sknap-results/{args.dataset}-{args.backbone}"
-        + ("-mixed" if args.random_labels else "")
-    )
     say = (lambda *a: None) if args.quiet else print
     say(
         f"sknap reproduce: {args.backbone} on {args.dataset}{mixed}: "
@@ -174,6 +299,29 @@ def _reproduce(args, argv):
     return 0
 
 
+def _check_fits_data(args, data, parser):
+    """Stop on options that the loaded data cannot satisfy, before training."""
+    if args.no_ablations:
+        return
+    import numpy as np
+
+    if args.probe_max_samples < data.n_classes:
+        parser.error(
+            "argument --probe-max-samples: must be at least the number of classes "
+            f"({data.n_classes} in {args.dataset}), as the probe is fitted on a "
+            f"stratified subset. Got {args.probe_max_samples}; give at least "
+            f"{data.n_classes}, or --no-ablations."
+        )
+    largest = int(np.bincount(data.y_train).max())
+    if args.cv > largest:
+        parser.error(
+            f"argument --cv: {args.cv} folds need a class with at least {args.cv} "
+            f"training samples; the largest class of the {len(data.y_train)} "
+            f"training samples has {largest}. Give --cv {largest} or less, a larger "
+            "--train-size, or --no-ablations."
+        )
+
+
 def _add_reproduce(commands):
     from .backbones import BACKBONES
     from .datasets import DATASETS
@@ -210,17 +358,27 @@ def _add_reproduce(commands):
     )
     data.add_argument(
         "--test-fraction",
-        type=float,
+        type=_float_in(0, 1),
         default=0.2,
-        help="held-out fraction for digits and mnist5k (default 0.2)",
-    )
-    data.add_argument("--train-size", type=int, help="stratified training subset")
-    data.add_argument("--test-size", type=int, help="stratified test subset")
-    data.add_argument(
-        "--image-size", type=int, help="zero-pad images to this size (e.g. 32)"
+        help="held-out fraction for digits and mnist5k, in (0, 1) (default 0.2)",
     )
     data.add_argument(
-        "--channels", type=int, help="repeat gray images to this many channels (3)"
+        "--train-size",
+        type=_int_in(1),
+        help="stratified training subset, at least one sample a class",
+    )
+    data.add_argument(
+        "--test-size",
+        type=_int_in(1),
+        help="stratified test subset, at least one sample a class",
+    )
+    data.add_argument(
+        "--image-size", type=_int_in(1), help="zero-pad images to this size (e.g. 32)"
+    )
+    data.add_argument(
+        "--channels",
+        type=_int_in(1),
+        help="repeat gray images to this many channels (3)",
     )
     model = p.add_argument_group("backbone and training")
     model.add_argument(
@@ -231,16 +389,23 @@ def _add_reproduce(commands):
         "CNN; resnet18, resnet50, vgg16: torchvision models from random weights",
     )
     model.add_argument(
-        "--checkpoints", type=int, default=20, help="checkpoints (default 20)"
+        "--checkpoints", type=_int_in(1), default=20, help="checkpoints (default 20)"
     )
     model.add_argument(
         "--epochs-per-checkpoint",
-        type=int,
+        type=_int_in(1),
         default=1,
         help="training epochs between checkpoints (default 1)",
     )
-    model.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    model.add_argument("--batch-size", type=int, default=64, help="training batch")
+    model.add_argument(
+        "--lr",
+        type=_float_in(0, math.inf),
+        default=1e-3,
+        help="Adam learning rate (default 0.001)",
+    )
+    model.add_argument(
+        "--batch-size", type=_int_in(1), default=64, help="training batch (default 64)"
+    )
     method = p.add_argument_group("method")
     method.add_argument(
         "--layers",
@@ -254,22 +419,33 @@ def _add_reproduce(commands):
         default="mean",
         help="how a conv map becomes neurons (default mean)",
     )
-    method.add_argument("--n-bins", type=int, default=10, help="histogram bins R")
+    method.add_argument(
+        "--n-bins",
+        type=_int_in(2),
+        default=10,
+        help="histogram bins R, at least 2 (default 10)",
+    )
     method.add_argument(
         "--aux-batch-size",
-        type=int,
+        type=_int_in(1),
         help="auxiliary model's batch (default: 16 up to 4,000 training samples, "
         "else n/250)",
     )
     method.add_argument(
-        "--aux-epochs", type=int, default=20, help="auxiliary model's epochs"
+        "--aux-epochs",
+        type=_int_in(1),
+        default=20,
+        help="auxiliary model's epochs (default 20)",
     )
     method.add_argument(
-        "--cv", type=int, default=5, help="folds of the cross-fitted ablation"
+        "--cv",
+        type=_int_in(2),
+        default=5,
+        help="folds of the cross-fitted ablation, at least 2 (default 5)",
     )
     method.add_argument(
         "--probe-max-samples",
-        type=int,
+        type=_int_in(1),
         default=5000,
         help="training samples of the logistic-regression probe (default 5000)",
     )
@@ -280,14 +456,31 @@ def _add_reproduce(commands):
         "--no-layer-comparison", action="store_true", help="skip Table 4"
     )
     run = p.add_argument_group("run")
-    run.add_argument("--seed", type=int, default=0, help="random seed")
-    run.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
-    run.add_argument("--threads", type=int, help="torch CPU threads")
+    _add_seed_and_device(run)
+    run.add_argument("--threads", type=_int_in(1), help="torch CPU threads")
     run.add_argument(
         "--output",
+        type=_output,
         help="output folder (default sknap-results/<dataset>-<backbone>[-mixed])",
     )
     run.add_argument("--quiet", action="store_true", help="no progress or summary")
+    return p
+
+
+def _add_seed_and_device(group):
+    group.add_argument(
+        "--seed",
+        type=_int_in(0, _SEED_MAX),
+        default=0,
+        help=f"random seed, in [0, {_SEED_MAX}] (default 0)",
+    )
+    group.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help=f"{_DEVICES}; 'auto' is CUDA when there is one, else the CPU "
+        "(default auto)",
+    )
 
 
 def main(argv=None):
@@ -302,6 +495,15 @@ def main(argv=None):
     -------
     status : int
         Exit status.
+
+    Raises
+    ------
+    SystemExit
+        With status 2 and argparse's ``sknap <command>: error: ...`` on
+        standard error, for a bad argument (a count below its minimum, a
+        non-finite learning rate, a device this machine lacks, an output path
+        that cannot be a folder) or data that cannot be loaded, before any
+        folder is made or any training starts.
 
     Examples
     --------
@@ -325,17 +527,23 @@ def main(argv=None):
         help="train a small MLP on scikit-learn's digits and report entropy and "
         "the backbone's vs. the auxiliary model's test accuracy",
     )
-    demo.add_argument("--epochs", type=int, default=30, help="backbone epochs")
-    demo.add_argument("--n-bins", type=int, default=10, help="histogram bins R")
-    demo.add_argument("--seed", type=int, default=0, help="random seed")
-    demo.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
-    _add_reproduce(commands)
+    demo.add_argument(
+        "--epochs", type=_int_in(1), default=30, help="backbone epochs (default 30)"
+    )
+    demo.add_argument(
+        "--n-bins",
+        type=_int_in(2),
+        default=10,
+        help="histogram bins R, at least 2 (default 10)",
+    )
+    _add_seed_and_device(demo)
+    reproduce = _add_reproduce(commands)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo(args)
     if args.command == "reproduce":
-        return _reproduce(args, argv[argv.index("reproduce") + 1 :])
+        return _reproduce(args, argv[argv.index("reproduce") + 1 :], reproduce)
     parser.error(f"unknown command {args.command}")
     return 2
 

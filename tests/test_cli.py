@@ -53,8 +53,11 @@ def test_reproduce_on_a_torchvision_folder(tmp_path):
 def test_missing_data_set_says_how_to_get_it(tmp_path, capsys):
     argv = ["reproduce", "--dataset", "fashion-mnist"]
     argv += ["--data-root", str(tmp_path / "nowhere"), "--quiet"]
-    assert main(argv) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
     err = capsys.readouterr().err
+    assert "sknap reproduce: error: Data set 'fashion-mnist' was not found" in err
     assert "apt-get install dataset-fashion-mnist" in err
     assert "FashionMNIST/raw" in err
 

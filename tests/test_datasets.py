@@ -72,6 +72,135 @@ def test_read_idx_rejects_truncated_files(tmp_path):
         read_idx(tmp_path / "x")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is not an IDX file: it holds 0 bytes"),
+        (b"PK\x03\x04 not an idx file", "magic number"),
+        (
+            bytes([1, 0, 8, 1, 0, 0, 0, 1, 7]),
+            "starts with 0x01 0x00, but an IDX file starts with the magic",
+        ),
+        (bytes([0, 0, 7, 1, 0, 0, 0, 1, 7]), "type code 0x07 is not one of"),
+        (bytes([0, 0, 8, 0]), "declares 0 dimensions"),
+        (bytes([0, 0, 8, 3, 0, 0, 0, 2]), "header is truncated"),
+        (bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 1]), r"announces shape \(3,\)"),
+        (bytes([0, 0, 8, 1, 0, 0, 0, 1, 7, 1]), "holds 2 bytes"),
+        (bytes([0, 0, 12, 1, 0, 0, 0, 2, 0, 0, 0, 1]), "holds 4 bytes"),
+        (bytes([0, 0, 8, 2, 255, 255, 255, 255, 255, 255, 255, 255]), "truncated"),
+    ],
+    ids=[
+        "empty",
+        "zip",
+        "magic",
+        "type code",
+        "no dimensions",
+        "short header",
+        "short data",
+        "long data",
+        "short int32 data",
+        "huge shape",
+    ],
+)
+def test_read_idx_names_what_is_wrong(tmp_path, content, message):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as exc:
+        read_idx(path)
+    assert str(path) in str(exc.value)
+
+
+def test_read_idx_goes_by_content_not_name(tmp_path):
+    array = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    write_idx(tmp_path / "gzipped.gz", array)
+    (tmp_path / "gzipped").write_bytes((tmp_path / "gzipped.gz").read_bytes())
+    write_idx(tmp_path / "plain", array)
+    (tmp_path / "plain.gz").write_bytes((tmp_path / "plain").read_bytes())
+    for name in ("gzipped", "plain.gz"):
+        assert_array_equal(read_idx(tmp_path / name), array)
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbage", "bad crc"])
+def test_read_idx_rejects_corrupt_gzip(tmp_path, damage):
+    path = tmp_path / "x-idx3-ubyte.gz"
+    write_idx(path, np.arange(200, dtype=np.uint8).reshape(2, 10, 10))
+    data = bytearray(path.read_bytes())
+    if damage == "cut":
+        data = data[: len(data) // 2]
+    elif damage == "garbage":
+        data[10:30] = b"\xff" * 20
+    else:
+        data[-8] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="is not a valid gzip file") as exc:
+        read_idx(path)
+    assert str(path) in str(exc.value)
+
+
+def _replace_train_labels(folder, labels, code=0x08):
+    for path in folder.glob("train-labels-idx1-ubyte*"):
+        path.unlink()
+    write_idx(folder / "train-labels-idx1-ubyte", labels, code=code)
+    return folder / "train-labels-idx1-ubyte"
+
+
+def test_float_labels_are_rejected(tmp_path):
+    make_idx_folder(tmp_path)
+    path = _replace_train_labels(tmp_path, np.arange(30) % 3 + 0.5, code=0x0D)
+    with pytest.raises(ValueError, match="float32 values, not integer class labels"):
+        load_dataset("idx", root=tmp_path)
+    with pytest.raises(ValueError, match=str(path)):
+        load_dataset("idx", root=tmp_path)
+
+
+def test_negative_labels_are_rejected(tmp_path):
+    make_idx_folder(tmp_path)
+    path = _replace_train_labels(tmp_path, np.arange(30) % 3 - 1, code=0x0C)
+    with pytest.raises(ValueError, match=r"labels out of range: -1 .* \[0, 3\)") as exc:
+        load_dataset("idx", root=tmp_path)
+    assert str(path) in str(exc.value)
+
+
+def test_labels_beyond_the_named_classes_are_rejected(tmp_path):
+    make_idx_folder(tmp_path / "FashionMNIST" / "raw")
+    _replace_train_labels(tmp_path / "FashionMNIST" / "raw", np.arange(30) % 12)
+    with pytest.raises(ValueError, match=r"labels out of range: 10 .* \[0, 10\)"):
+        load_dataset("fashion-mnist", root=tmp_path)
+
+
+def test_swapped_files_are_rejected(tmp_path):
+    make_idx_folder(tmp_path, gz=False)
+    images = (tmp_path / "train-images-idx3-ubyte").read_bytes()
+    labels = (tmp_path / "train-labels-idx1-ubyte").read_bytes()
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(labels)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(images)
+    with pytest.raises(ValueError, match="images of shape"):
+        load_dataset("idx", root=tmp_path)
+
+
+def test_non_finite_float_images_are_rejected(tmp_path):
+    make_idx_folder(tmp_path, gz=False)
+    images = np.zeros((30, 8, 8))
+    images[3, 2, 1] = np.nan
+    (tmp_path / "train-images-idx3-ubyte").unlink()
+    write_idx(tmp_path / "train-images-idx3-ubyte", images, code=0x0D)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        load_dataset("idx", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["mnist", "idx", "fashion-mnist"])
+def test_missing_data_says_how_to_get_it(tmp_path, name):
+    with pytest.raises(FileNotFoundError, match="sknap downloads nothing") as exc:
+        load_dataset(name, root=tmp_path / "nowhere")
+    assert "--data-root" in str(exc.value)
+
+
+@pytest.mark.parametrize("option", ["train_size_limit", "test_size_limit"])
+def test_subset_smaller_than_the_classes(option):
+    with pytest.raises(ValueError, match=f"{option}=5 is smaller than the 10 classes"):
+        load_dataset("digits", **{option: 5})
+
+
 def test_torchvision_layout(tmp_path):
     arrays = make_idx_folder(tmp_path / "FashionMNIST" / "raw")
     data = load_dataset("fashion-mnist", root=tmp_path)
@@ -106,8 +235,10 @@ def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
 
 
 def test_missing_mnist_asks_for_a_folder():
-    with pytest.raises(FileNotFoundError, match="--data-root"):
+    with pytest.raises(FileNotFoundError, match="--data-root") as exc:
         load_dataset("mnist")
+    assert "torchvision.datasets.MNIST('<root>', download=True)" in str(exc.value)
+    assert "--dataset mnist5k" in str(exc.value)
 
 
 def test_unknown_dataset():
@@ -162,3 +293,10 @@ def test_mnist5k():
     data = load_dataset("mnist5k")
     assert data.X_train.shape == (4000, 1, 28, 28)
     assert len(data.y_test) == 1000
+
+
+def test_subsample_of_nearly_all_samples(rng):
+    # Leaving out fewer samples than classes cannot be stratified.
+    y = np.repeat(np.arange(10), 10)
+    X_sub, y_sub = subsample(rng.normal(size=(100, 2)), y, 97)
+    assert len(X_sub) == len(y_sub) == 97
