@@ -4,6 +4,7 @@ from .auxiliary import AuxiliaryClassifier
 from .entropy import ActivationEntropy, activation_entropy
 from .exceptions import (
     ActivationMemoryError,
+    CacheWarning,
     DeadNeuronWarning,
     EmptyClassWarning,
     LayoutWarning,
@@ -26,6 +27,7 @@ __all__ = [
     "ActivationMemoryError",
     "ActivationProbabilityFeatures",
     "AuxiliaryClassifier",
+    "CacheWarning",
     "DeadNeuronWarning",
     "EmptyClassWarning",
     "LayoutWarning",

@@ -162,11 +162,13 @@ def use_channels_last(option, module):
 
 
 def to_device(batch, device, dtype, *, pin=False, channels_last=False):
-    """``batch`` on ``device`` in ``dtype``: pinned and copied without blocking
-    the host where that helps, channels-last when asked."""
+    """A copy of ``batch`` on ``device`` in ``dtype``, never the caller's
+    tensor: pinned and copied without blocking the host where that helps,
+    channels-last when asked."""
     if pin and batch.device.type == "cpu" and not batch.is_pinned():
-        batch = batch.pin_memory()
-    batch = batch.to(device=device, dtype=dtype, non_blocking=True)
+        batch = batch.pin_memory()  # a copy already
+        return to_device(batch, device, dtype, channels_last=channels_last)
+    batch = batch.to(device=device, dtype=dtype, non_blocking=True, copy=True)
     if channels_last and batch.ndim == 4:
         batch = batch.contiguous(memory_format=torch.channels_last)
     return batch

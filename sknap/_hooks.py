@@ -8,16 +8,41 @@ from ._layout import UNIT_SEPARATOR
 __all__ = ["LayerHooks", "reduce_output", "unit_names"]
 
 
-def reduce_output(output, reduce):
-    """(n_samples, n_units) tensor from one hooked output."""
+def reduce_output(output, reduce, name="?", n_rows=None):
+    """(n_samples, n_units) tensor from the output of layer ``name``.
+
+    ``n_rows``, the batch's number of samples, is checked when given: every
+    block has one row per sample.
+    """
+    rows = output.shape[0] if n_rows is None and output.ndim else n_rows
+    if not callable(reduce) and (output.ndim == 0 or output.shape[0] != rows):
+        raise ValueError(
+            f"Layer '{name}' returned an output of shape {tuple(output.shape)} for "
+            f"a batch of {n_rows} samples: its first dimension is not the batch, so "
+            "it has no one row per sample. Choose another layer, or give reduce a "
+            "callable that maps it to shape (n_samples, n_units) (for a "
+            "sequence-first output, lambda t: t.mean(0))."
+        )
     if callable(reduce):
-        reduced = reduce(output)
-        if not isinstance(reduced, torch.Tensor) or reduced.ndim != 2:
+        try:
+            reduced = reduce(output)
+        except Exception as err:
+            raise ValueError(
+                f"The callable given as 'reduce' failed on the output of layer "
+                f"'{name}' of shape {tuple(output.shape)}: {err!r}. It must map "
+                "that tensor to shape (n_samples, n_units)."
+            ) from err
+        if (
+            not isinstance(reduced, torch.Tensor)
+            or reduced.ndim != 2
+            or reduced.shape[0] != rows
+        ):
             raise ValueError(
                 "The callable given as 'reduce' must return a 2-D tensor of shape "
-                f"(n_samples, n_units); it returned {type(reduced).__name__} "
-                f"of shape {tuple(getattr(reduced, 'shape', ()))} for an output "
-                f"of shape {tuple(output.shape)}."
+                f"(n_samples, n_units), one row per sample ({rows}); it returned "
+                f"{type(reduced).__name__} of shape "
+                f"{tuple(getattr(reduced, 'shape', ()))} for the output of layer "
+                f"'{name}' of shape {tuple(output.shape)}."
             )
         return reduced
     if output.ndim == 1:
@@ -64,6 +89,8 @@ class LayerHooks:
         self.outputs = {}
         self.order = []
         self.shapes = {}
+        # Samples of the batch in the forward pass; every block has as many rows.
+        self.n_rows = None
         # Optional {(name, call): tensor view}: a block is copied straight into
         # its columns of the caller's rows, instead of cloned then concatenated.
         self.sink = None
@@ -104,7 +131,7 @@ class LayerHooks:
                     "is a tensor (see sknap.list_layers(backbone))."
                 )
             out = output.detach()
-            reduced = reduce_output(out, self.reduce)
+            reduced = reduce_output(out, self.reduce, name, self.n_rows)
             self.order.append((name, k))
             if self.consume is not None:
                 # Used before anything later in the forward pass can change it.

@@ -8,14 +8,33 @@ from .exceptions import ActivationMemoryError
 
 __all__ = [
     "BATCH_HINT",
+    "LABELS_RULE",
     "check_finite",
+    "check_loader_order",
     "check_memory",
     "count_samples",
     "first_input",
     "format_bytes",
     "loader_batches",
+    "paired_with_y",
     "raise_nonfinite",
 ]
+
+LABELS_RULE = (
+    "The rule for labels and loaders: in a Pipeline, y is given as an array, "
+    "as scikit-learn requires; sknap reads a Dataset in index order; a "
+    "DataLoader whose sampler does not visit the data set in order is refused "
+    "(pass the Dataset itself, or a loader with shuffle=False); when batches "
+    "carry labels and y is also given, the two must be equal."
+)
+
+# Samplers that reorder or draw: refused without being iterated (iterating
+# RandomSampler would draw from the global random number generator).
+_RANDOM_SAMPLERS = (
+    torch.utils.data.RandomSampler,
+    torch.utils.data.SubsetRandomSampler,
+    torch.utils.data.WeightedRandomSampler,
+)
 
 
 def count_samples(X):
@@ -135,3 +154,95 @@ def first_input(batch):
                 f"DataLoader could not be made into a tensor: {err}. " + BATCH_HINT
             ) from err
     return batch
+
+
+def _in_order(sampler, n, dataset):
+    """Whether the index sampler visits 0 .. n-1 once each, in order."""
+    if type(sampler) is torch.utils.data.SequentialSampler:
+        return sampler.data_source is dataset or len(sampler) == n
+    if isinstance(sampler, _RANDOM_SAMPLERS) or getattr(sampler, "shuffle", False):
+        return False
+    if isinstance(sampler, torch.utils.data.BatchSampler):
+        return _in_order(sampler.sampler, n, dataset)
+    indices = []
+    for item in sampler:
+        indices.extend(item if isinstance(item, (list, tuple)) else [item])
+        if len(indices) > n:
+            return False
+    return indices == list(range(n))
+
+
+def check_loader_order(loader):
+    """Raise unless ``loader`` yields its map-style Dataset's items in index order.
+
+    Rows returned by ``transform``, or paired with a ``y`` by position, must
+    come in the data set's order; an IterableDataset has no other order than
+    its own.
+    """
+    dataset = loader.dataset
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        return
+    if loader.num_workers > 0 and not getattr(loader, "in_order", True):
+        raise ValueError(
+            "The DataLoader has num_workers > 0 and in_order=False, so its batches "
+            "come in the order the workers finish them, not the data set's order, "
+            "and the rows would not line up with y or with the Dataset. Use "
+            "in_order=True (the default), or pass the Dataset itself. " + LABELS_RULE
+        )
+    sampler = (
+        loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
+    )
+    inner = getattr(sampler, "sampler", sampler)
+    if not _in_order(sampler, len(dataset), dataset):
+        raise ValueError(
+            f"The DataLoader given as X does not visit the data set in order (its "
+            f"sampler is {type(inner).__name__}), so the rows would not line up "
+            "with y or with the Dataset: pass the Dataset itself (loader.dataset), "
+            "or a DataLoader with shuffle=False and no sampler. Streamed fits "
+            "(ActivationEntropy().fit(extractor.batches(loader))) accept any order, "
+            "since each batch carries its labels. " + LABELS_RULE
+        )
+
+
+def paired_with_y(batches, y):
+    """``(input, labels)`` batches relabelled with the slices of ``y``.
+
+    Labels that a batch carries must equal the slice of ``y`` at its position;
+    ``y`` must hold one label per sample.
+    """
+    y = np.asarray(y)
+    start = 0
+    for inputs, labels in batches:
+        stop = start + len(inputs)
+        if stop > len(y):
+            raise ValueError(
+                f"X yields more samples than y has labels ({len(y)}); give one "
+                "label per sample. " + LABELS_RULE
+            )
+        expected = y[start:stop]
+        if labels is not None:
+            given = np.asarray(
+                labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels
+            ).reshape(-1)
+            # Object arrays compare any two label types element by element.
+            differ = (
+                np.ones(len(expected), dtype=bool)
+                if len(given) != len(expected)
+                else given.astype(object) != expected.astype(object)
+            )
+            if differ.any():
+                at = int(np.flatnonzero(differ)[0])
+                seen = given[at] if at < len(given) else None
+                raise ValueError(
+                    "The labels of the Dataset differ from y (first at sample "
+                    f"{start + at}: {seen!r} in the Dataset, {expected[at]!r} in "
+                    "y). Give y equal to the Dataset's labels, in its index "
+                    "order. " + LABELS_RULE
+                )
+        yield inputs, expected
+        start = stop
+    if start != len(y):
+        raise ValueError(
+            f"X yielded {start} samples but y has {len(y)} labels; give one label "
+            "per sample. " + LABELS_RULE
+        )

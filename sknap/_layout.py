@@ -39,12 +39,29 @@ def _named_proba(estimator):
 
 
 def trailing_proba_columns(names):
-    """How many of the last ``names`` carry the ``proba_`` prefix."""
+    """How many of the last ``names`` carry the ``proba_`` prefix.
+
+    Every ``proba_`` column must be among them: one elsewhere would be taken
+    for a neuron, and the backbone's probabilities lost.
+    """
     count = 0
     for name in names[::-1]:
         if not str(name).startswith(PROBA_PREFIX):
             break
         count += 1
+    # A neuron of a block named 'proba_x' is 'proba_x__0': not a probability.
+    misplaced = [
+        str(n)
+        for n in names[: len(names) - count]
+        if str(n).startswith(PROBA_PREFIX) and UNIT_SEPARATOR not in str(n)
+    ]
+    if misplaced:
+        raise ValueError(
+            f"The columns {misplaced[:5]} are named '{PROBA_PREFIX}...' (the "
+            "backbone's class probabilities), but the probability columns must be "
+            "the last columns of X, as ActivationExtractor writes them. Reorder X "
+            "so that they come last, or rename the columns that are neurons."
+        )
     return count
 
 

@@ -2,6 +2,7 @@
 
 __all__ = [
     "ActivationMemoryError",
+    "CacheWarning",
     "DeadNeuronWarning",
     "LayoutWarning",
     "EmptyClassWarning",
@@ -94,4 +95,34 @@ class EmptyClassWarning(UserWarning):
     ...     _ = ActivationProbabilityFeatures(n_classes=3).fit(Z, [0, 1])
     >>> print(caught[0].message)
     Classes [2] have no training sample, ...
+    """
+
+
+class CacheWarning(UserWarning):
+    """The activation cache could not be used for one call; it computed instead.
+
+    Raised when an entry does not hold what its key says (another shape or
+    dtype, bytes whose checksum differs, a folder where a file should be),
+    when the cache folder cannot be created, read or written (read-only, full,
+    a dangling link), when others than its owner can write to it, and when a
+    parameter cannot be keyed (a callable ``reduce`` whose state the key cannot
+    see). The result is still right: it was computed from the data.
+
+    Examples
+    --------
+    A folder that others can write to is not used:
+
+    >>> import os, tempfile, warnings
+    >>> import numpy as np
+    >>> from sknap import ActivationExtractor, CacheWarning
+    >>> from sknap.toy import make_mlp
+    >>> folder = tempfile.mkdtemp()
+    >>> os.chmod(folder, 0o777)
+    >>> X = np.ones((4, 3), dtype=np.float32)
+    >>> extractor = ActivationExtractor(make_mlp(3, 2, hidden=(4,)), cache=folder)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     Z = extractor.fit(X).transform(X)
+    >>> caught[0].category is CacheWarning, os.listdir(folder)
+    (True, [])
     """

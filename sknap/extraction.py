@@ -18,12 +18,15 @@ from ._histogram import as_tensor
 from ._hooks import LayerHooks, unit_names
 from ._inputs import (
     check_finite,
+    check_loader_order,
     check_memory,
     count_samples,
     loader_batches,
+    paired_with_y,
     raise_nonfinite,
 )
 from ._layout import PROBA_PREFIX
+from .exceptions import ActivationMemoryError
 
 __all__ = ["ActivationExtractor", "list_layers"]
 
@@ -72,7 +75,24 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
     estimator, or of a pipeline or grid search holding it, shares the same
     module. It is never modified: its train/eval flags are restored, hooks are
     removed (also on error), and it is copied rather than moved when
-    ``device`` differs from where its weights are.
+    ``device`` differs from where its weights are. Each batch it sees is
+    sknap's own copy, so a forward pass that edits its input in place
+    (``x.sub_(mean)``) never changes ``X``.
+
+    Threads: while a pass runs the backbone is in eval mode, and another
+    thread using the same module at that moment sees eval mode too; sknap's
+    own passes over one module take turns. A pass during which the module is
+    switched to training mode fails with an error that says so. Give sknap a
+    copy (``copy.deepcopy(model)``) of a module that is trained elsewhere.
+
+    Labels and loaders, one rule: in a ``Pipeline``, ``y`` is given as an
+    array, as scikit-learn requires; sknap reads a ``Dataset`` in index
+    order; a ``DataLoader`` whose sampler does not visit the data set in
+    order is refused wherever rows are returned or paired with ``y`` by
+    position (pass the Dataset itself, or a loader with ``shuffle=False``);
+    when batches carry labels and ``y`` is also given, the two must be equal.
+    Streamed fits from :meth:`batches` without ``y`` accept any order, since
+    each batch carries its own labels.
 
     Parameters
     ----------
@@ -119,8 +139,12 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         directory path on disk, shared by processes. A result is keyed on the
         backbone's weights, the parameters above and the data's bytes, so a
         grid search over later steps runs the backbone once per fold instead
-        of once per candidate (see ``sknap/_cache.py``). Only arrays and
-        tensors are cached, not Datasets.
+        of once per candidate. Only arrays and tensors are cached, not
+        Datasets. Nothing read from the folder can run code; the folder is
+        created owner-only and must be owned by this user, with no write
+        permission for others. What the key cannot see (state that
+        ``forward`` reads from outside the backbone's modules) is listed in
+        ``sknap/_cache.py``.
     autocast : None, "bfloat16" or "float16", default=None
         Run the forward pass under ``torch.autocast`` to this dtype: several
         times faster on CUDA tensor cores, but activations then differ from
@@ -266,11 +290,13 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             ensure_all_finite=reset,
         )
 
-    def _batches(self, X, y=None, labelled=False):
+    def _batches(self, X, y=None, labelled=False, ordered=False):
         """(number of batches or None, iterator of input batches as tensors).
 
         With ``labelled``, the iterator yields ``(input, labels)`` pairs: the
-        slices of ``y`` for arrays, the second element of a Dataset's items.
+        slices of ``y`` for arrays, the second element of a Dataset's items
+        (checked against ``y`` when both are there). With ``ordered``, or a
+        ``y``, a DataLoader must visit its Dataset in index order.
         """
         if isinstance(X, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
             loader = X
@@ -278,11 +304,18 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                 loader = torch.utils.data.DataLoader(
                     X, batch_size=self.batch_size, shuffle=False
                 )
+            elif ordered or y is not None:
+                check_loader_order(loader)
             try:
                 total = len(loader)
             except TypeError:
                 total = None
-            return total, loader_batches(loader, labelled=labelled)
+            batches = loader_batches(loader, labelled=labelled or y is not None)
+            if y is not None:
+                batches = paired_with_y(batches, y)
+                if not labelled:
+                    batches = (inputs for inputs, _ in batches)
+            return total, batches
         starts = range(0, X.shape[0], self.batch_size)
         inputs = (as_tensor(X[s : s + self.batch_size]) for s in starts)
         if not labelled:
@@ -388,10 +421,8 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             )
         output = output.detach().float()
         if self.output == "logits":
-            if output.device.type == "cpu" and output.shape[1] < 16:
-                # Same values; torch's CPU softmax along rows this short is
-                # several times slower than along the columns of the transpose.
-                return torch.softmax(output.t(), dim=0).t().contiguous()
+            # Along rows: each row's result does not depend on its position in
+            # the batch (the transpose's vector lanes rounded by position).
             return torch.softmax(output, dim=1)
         if self.output == "log_proba":
             return output.exp()
@@ -437,19 +468,43 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         not computed (None).
         """
         hooks.reset()
+        hooks.n_rows = batch.shape[0]
+        # sknap's own copy of the batch: a backbone that edits its input in
+        # place (x.sub_(mean)) must not write to the caller's X.
         batch = _device.to_device(batch, device, dtype, **layout)
         if check:
             self._check_batch(batch)
         try:
             with _device.autocast(device, self.autocast):
                 output = backbone(batch)
+        except torch.cuda.OutOfMemoryError as err:
+            raise self._out_of_memory(batch, device, err) from err
         except (RuntimeError, TypeError, IndexError) as err:
+            if "can't allocate memory" in str(err) or "out of memory" in str(err):
+                raise self._out_of_memory(batch, device, err) from err
             raise ValueError(
                 f"The backbone failed on a batch of shape {tuple(batch.shape)}: "
                 f"{err}. Check that X has the shape the backbone expects, "
                 "(n_samples, *input_shape)."
             ) from err
+        if backbone.training:
+            raise RuntimeError(
+                "The backbone was switched to training mode while sknap ran it in "
+                "eval mode (by another thread using the same module, or by its own "
+                "forward pass), so these activations may come from training mode "
+                "(dropout, batch statistics). Do not train a module in another "
+                "thread while sknap reads it: give sknap a copy "
+                "(copy.deepcopy(model)). Its train/eval flags were restored."
+            )
         return (self._probabilities(output) if proba else None), batch
+
+    def _out_of_memory(self, batch, device, err):
+        return ActivationMemoryError(
+            f"The backbone ran out of memory on {device.type} with a batch of "
+            f"{batch.shape[0]} samples ({err}). Lower batch_size (now "
+            f"{self.batch_size}), use device='cpu', record fewer layers, or use "
+            "a reduce other than 'flatten'."
+        )
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -473,8 +528,6 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         """
         X = self._check_input(X, reset=True)
         device = _device.resolve_device(self.device)
-        if _cache.restore_fit(self, X, device):
-            return self
         backbone = _device.on_device(self.backbone, device)
         modules, wanted = self._resolve_modules(backbone)
         _, batches = self._batches(X)
@@ -549,7 +602,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         self.layer_slices_["proba"] = slice(len(names), len(names) + self.n_outputs_)
         names.extend(f"{PROBA_PREFIX}{c}" for c in classes)
         self._feature_names_out = np.asarray(names, dtype=object)
-        _cache.save_fit(self, X, device)
+        self._backbone_id = id(self.backbone)
         return self
 
     def transform(self, X):
@@ -565,12 +618,54 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         Z : ndarray of shape (n_samples, ``n_neurons_ + n_outputs_``), dtype=float32
             One row per sample.
         """
-        check_is_fitted(self)
+        return self._transform_checked(X)
+
+    def fit_transform(self, X, y=None):
+        """Fit, then transform ``X``; labels ``X`` carries are checked against ``y``.
+
+        Parameters
+        ----------
+        X : array-like, Tensor, Dataset or DataLoader
+            Inputs of shape ``(n_samples, *input_shape)``.
+        y : array-like of shape (n_samples,), default=None
+            Labels. When ``X`` is a Dataset or DataLoader whose items are
+            ``(x, y, ...)``, they must equal ``y`` (see :meth:`batches`).
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, ``n_neurons_ + n_outputs_``), dtype=float32
+            One row per sample, as :meth:`transform` returns.
+        """
+        return self.fit(X, y)._transform_checked(X, y)
+
+    def _transform_checked(self, X, y=None):
+        self._check_fitted()
         X = self._check_input(X, reset=False)
         device = _device.resolve_device(self.device)
-        return _cache.cached_transform(self, X, device, self._transform)
+        n_columns = self.n_neurons_ + self.n_outputs_
+        if not isinstance(X, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+            y = None  # rows of arrays carry no labels to check
+        return _cache.cached_transform(
+            self, X, device, n_columns, lambda X: self._transform(X, y)
+        )
 
-    def _transform(self, X):
+    def _check_fitted(self):
+        """check_is_fitted, and the backbone must be the one fitted."""
+        check_is_fitted(self)
+        if getattr(self, "_backbone_id", id(self.backbone)) != id(self.backbone):
+            raise ValueError(
+                "The backbone was replaced after fit (set_params(backbone=...)), so "
+                "the fitted layers and columns may not be those of the new one. "
+                "Call fit again after replacing the backbone."
+            )
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # The unpickled backbone is the one fitted, under a new identity.
+        if "_backbone_id" in state:
+            self._backbone_id = id(self.backbone)
+
+    def _transform(self, X, y=None):
         n_samples, exact = count_samples(X)
         n_columns = self.n_neurons_ + self.n_outputs_
         check_memory(n_samples, n_columns)
@@ -578,7 +673,9 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         # list of batches would hold the result twice at the peak.
         out = np.empty((n_samples, n_columns), dtype=np.float32) if exact else None
         rows, filled = [], 0
-        with contextlib.closing(self._iter_blocks(X, hold=True)) as batches:
+        with contextlib.closing(
+            self._iter_blocks(X, y, hold=True, ordered=True)
+        ) as batches:
             for values, _ in batches:
                 values = values.cpu().numpy()
                 if out is not None and filled + len(values) <= len(out):
@@ -608,7 +705,10 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             Inputs of shape ``(n_samples, *input_shape)``.
         y : array-like of shape (n_samples,), default=None
             Labels, cut into batches along with ``X``. A Dataset or
-            DataLoader whose items are ``(x, y, ...)`` gives its own.
+            DataLoader whose items are ``(x, y, ...)`` gives its own; when
+            ``y`` is given too, the two must be equal, and a DataLoader must
+            visit its Dataset in order (the rule for labels and loaders, in
+            the class docstring).
 
         Returns
         -------
@@ -629,7 +729,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         >>> entropy.n_neurons_in_
         96
         """
-        check_is_fitted(self)
+        self._check_fitted()
         X = self._check_input(X, reset=False)
         if y is not None and not isinstance(
             X, (torch.utils.data.Dataset, torch.utils.data.DataLoader)
@@ -640,21 +740,18 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                     f"X has {X.shape[0]} samples but y has {n_labels} labels; give "
                     "one label per sample."
                 )
-        elif y is not None:
-            raise ValueError(
-                "y must be None when X is a Dataset or DataLoader: its items give "
-                "the labels as their second element."
-            )
+        elif y is not None and isinstance(X, torch.utils.data.DataLoader):
+            check_loader_order(X)  # now, not at the first pass
         return streaming.ActivationBatches(self, X, y)
 
-    def _prepare(self, X, y):
+    def _prepare(self, X, y, ordered=False):
         """What every pass over ``X`` needs: (backbone, modules, wanted, dtype,
         device, layout, batches of (input, labels), with a progress bar when
         asked)."""
         device = _device.resolve_device(self.device)
         backbone = _device.on_device(self.backbone, device)
         modules, wanted = self._resolve_modules(backbone)
-        total, batches = self._batches(X, y, labelled=True)
+        total, batches = self._batches(X, y, labelled=True, ordered=ordered)
         if self.progress:
             batches = tqdm(batches, total=total, desc="extract")
         layout = self._input_layout(backbone, device)
@@ -678,7 +775,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
                 "batch."
             )
 
-    def _iter_blocks(self, X, y=None, hold=False):
+    def _iter_blocks(self, X, y=None, hold=False, ordered=False):
         """Yield ``(Z, labels)`` per batch: the rows of ``transform`` as a
         float32 tensor on the device, and the batch's labels or None.
 
@@ -686,9 +783,12 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         forward pass, not while the caller works on a batch (which may run the
         backbone itself). With ``hold`` they hold from the first batch until
         the generator is closed, for callers in this package: they must close
-        it (``contextlib.closing``), even after an error.
+        it (``contextlib.closing``), even after an error. With ``ordered``, a
+        DataLoader must visit its Dataset in order (the rows are returned).
         """
-        backbone, modules, wanted, dtype, device, layout, batches = self._prepare(X, y)
+        backbone, modules, wanted, dtype, device, layout, batches = self._prepare(
+            X, y, ordered
+        )
         slices = [self.layer_slices_[b] for b in self.layer_names_]
         slices.append(self.layer_slices_["proba"])
         n_columns = self.n_neurons_ + self.n_outputs_

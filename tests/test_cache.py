@@ -22,14 +22,16 @@ def _empty_cache():
 
 
 class Counter:
-    """Counts the forward passes of a module (one per batch)."""
+    """Counts the forward passes of a module (one per batch) and their rows."""
 
     def __init__(self, module):
         self.calls = 0
+        self.rows = 0
         module.register_forward_pre_hook(self)
 
     def __call__(self, module, inputs):
         self.calls += 1
+        self.rows += inputs[0].shape[0]
 
 
 @pytest.fixture
@@ -53,17 +55,21 @@ def test_grid_search_forward_passes_do_not_grow_with_candidates(data):
     X, y = data
     model = make_mlp(12, 3, hidden=(16, 8), random_state=0)
     counter = Counter(model)
-    calls = []
+    calls, rows = [], []
     for n_candidates in (1, 4):
         clear_memory_cache()
-        counter.calls = 0
+        counter.calls = counter.rows = 0
         _search(model, X, y, n_candidates, cache="memory")
         calls.append(counter.calls)
-    assert calls[0] == calls[1]
+        rows.append(counter.rows)
+    # Each extra candidate only fits its extractor: one pass over 2 samples
+    # per fold (the layout is not cached: nothing but arrays is).
+    assert calls[1] - calls[0] == 3 * 5
+    assert rows[1] - rows[0] == 3 * 5 * 2
     # Without the cache every candidate runs the backbone again.
-    counter.calls = 0
+    counter.rows = 0
     _search(model, X, y, 4, cache=None)
-    assert counter.calls > 3 * calls[1]
+    assert counter.rows > 3 * rows[1]
 
 
 def test_cached_search_gives_the_same_scores(data, tmp_path):

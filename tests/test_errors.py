@@ -687,11 +687,11 @@ def test_memory_guard_passes_when_it_fits(net, data, monkeypatch):
 
 
 def test_memory_guard_counts_what_a_dataloader_yields(net, data, monkeypatch):
-    # A sampler over 5 of the 30 samples needs 5 x 9 x 4 = 180 bytes, not
+    # A loader over 5 of the 30 samples needs 5 x 9 x 4 = 180 bytes, not
     # the whole dataset's 1080.
     extractor = ActivationExtractor(net).fit(data[0])
-    sampler = torch.utils.data.SubsetRandomSampler(range(5))
-    loader = DataLoader(TensorDataset(torch.from_numpy(data[0])), sampler=sampler)
+    subset = torch.utils.data.Subset(TensorDataset(torch.from_numpy(data[0])), range(5))
+    loader = DataLoader(subset, batch_size=2)
     monkeypatch.setattr(_device, "available_memory", lambda: 180)
     assert extractor.transform(loader).shape == (5, 9)
     monkeypatch.setattr(_device, "available_memory", lambda: 179)
