@@ -17,8 +17,8 @@ import numpy as np
 from ._device import module_device
 from .entropy import ActivationEntropy
 from .exceptions import DeadNeuronWarning
-from .experiments import _accuracy, extract
-from .report import correlation
+from .extraction import ActivationExtractor
+from .statistics import backbone_accuracy, correlation
 
 __all__ = ["ActivationMonitor"]
 
@@ -190,14 +190,14 @@ class ActivationMonitor:
         record : dict
             The measurement, also appended to ``history``.
         """
-        Z, extractor = extract(
+        extractor = ActivationExtractor(
             model,
-            self.X,
             layers=self.layers,
             reduce=self.reduce,
             batch_size=self.batch_size,
             device=self.device if self.device is not None else module_device(model),
         )
+        Z = extractor.fit_transform(self.X)
         n_classes = extractor.n_outputs_
         est = ActivationEntropy(
             n_bins=self.n_bins, n_classes=n_classes, per_class=False
@@ -208,7 +208,7 @@ class ActivationMonitor:
         record = {
             "epoch": self.epoch,
             "step": self.n_steps,
-            "train_acc": _accuracy(Z, self.y, n_classes),
+            "train_acc": backbone_accuracy(Z, self.y, n_classes),
             "entropy": float(est.entropy_),
             "normalized_entropy": float(est.normalized_entropy_),
             "n_dead": int(est.n_dead_neurons_),
@@ -216,7 +216,7 @@ class ActivationMonitor:
         }
         if self.X_test is not None:
             Z_test = extractor.transform(self.X_test)
-            record["test_acc"] = _accuracy(Z_test, self.y_test, n_classes)
+            record["test_acc"] = backbone_accuracy(Z_test, self.y_test, n_classes)
         record.update(extra)
         self.history.append(record)
         return record

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from sknap import ActivationExtractor, list_layers
-from sknap.backbones import make_backbone, make_fcnn
+from sknap.paper.backbones import make_backbone, make_fcnn
 
 
 def test_fcnn_is_the_papers():

@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 from scipy import stats
 from test_datasets import make_idx_folder
 
-from sknap.cli import main
+from sknap.paper.cli import main
 
 FAST = ["--aux-epochs", "2", "--cv", "2", "--probe-max-samples", "100", "--quiet"]
 

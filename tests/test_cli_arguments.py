@@ -11,10 +11,10 @@ import pytest
 import torch
 from test_datasets import make_idx_folder, write_idx
 
-import sknap.cli
-import sknap.experiments
+import sknap.paper.cli
+import sknap.paper.experiments
 import sknap.toy
-from sknap.cli import main
+from sknap.paper.cli import main
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def no_training(monkeypatch, tmp_path):
         raise AssertionError("training started despite a bad argument")
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sknap.experiments, "run_sweep", training_started)
+    monkeypatch.setattr(sknap.paper.experiments, "run_sweep", training_started)
     monkeypatch.setattr(sknap.toy, "digits_mlp", training_started)
     return tmp_path
 
@@ -245,7 +245,7 @@ def test_broken_idx_files_end_in_a_clear_error(no_training, capsys, damage, mess
 
 def test_output_in_a_folder_that_is_not_writable(no_training, capsys, monkeypatch):
     # As root every folder is writable, so the permission check is simulated.
-    monkeypatch.setattr(sknap.cli.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(sknap.paper.cli.os, "access", lambda path, mode: False)
     err = run_bad(["reproduce", "--output", str(no_training / "run")], capsys)
     assert "sknap reproduce: error: argument --output: " in err
     assert f"{no_training} is not writable by this user" in err

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from sknap.datasets import (
+from sknap.paper.datasets import (
     load_dataset,
     load_digits_images,
     load_idx_folder,
     pad_images,
-    read_idx,
     shuffle_labels,
     subsample,
 )
+from sknap.paper.idx import read_idx
 
 
 def write_idx(path, array, code=0x08):

@@ -32,12 +32,15 @@ PUBLIC_MODULES = [
     "sknap.streaming",
     "sknap.toy",
     "sknap.training",
-    "sknap.datasets",
-    "sknap.backbones",
-    "sknap.experiments",
-    "sknap.report",
+    "sknap.paper.datasets",
+    "sknap.paper.backbones",
+    "sknap.paper.experiments",
+    "sknap.paper.report",
+    "sknap.paper.markdown",
+    "sknap.paper.idx",
+    "sknap.statistics",
     "sknap.monitor",
-    "sknap.cli",
+    "sknap.paper.cli",
 ]
 
 # numpydoc codes not enforced, and why.

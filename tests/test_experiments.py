@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from sknap.backbones import make_backbone
-from sknap.datasets import load_dataset
-from sknap.experiments import (
+from sknap.paper.backbones import make_backbone
+from sknap.paper.datasets import load_dataset
+from sknap.paper.experiments import (
     SweepSettings,
     auto_aux_batch_size,
     evaluate_checkpoint,

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from sknap.experiments import SweepResult
-from sknap.report import (
+from sknap.paper.experiments import SweepResult
+from sknap.paper.markdown import markdown_report
+from sknap.paper.report import (
     average_improvement,
-    correlation,
     flatten_record,
-    markdown_report,
     summarize,
     write_report,
 )
+from sknap.statistics import correlation
 
 
 def test_correlation_by_hand():

@@ -130,10 +130,10 @@ def _output(text):
 def _demo(args):
     import numpy as np
 
-    from . import make_nap_pipeline
-    from .exceptions import DeadNeuronWarning
-    from .toy import digits_mlp
-    from .training import predict_proba
+    from .. import make_nap_pipeline
+    from ..exceptions import DeadNeuronWarning
+    from ..toy import digits_mlp
+    from ..training import predict_proba
 
     start = time.perf_counter()
     model, X_train, X_test, y_train, y_test = digits_mlp(
@@ -175,7 +175,7 @@ def _machine(device):
 
     import torch
 
-    from ._device import resolve_device
+    from .._device import resolve_device
 
     cpu = platform.processor() or platform.machine()
     try:

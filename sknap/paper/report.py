@@ -14,50 +14,19 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+
+from ..statistics import correlation
+from .markdown import markdown_report
 
 __all__ = [
     "average_improvement",
-    "correlation",
     "flatten_record",
-    "markdown_report",
     "plot_figure2",
     "summarize",
     "write_csv",
     "write_json",
     "write_report",
 ]
-
-
-def correlation(x, y):
-    """Pearson and Spearman correlation of two series, NaN where undefined.
-
-    Undefined means fewer than 3 points or a constant series (scipy would warn
-    and return NaN itself).
-
-    Parameters
-    ----------
-    x, y : array-like of shape (n,)
-        The two series, for instance entropy and accuracy per checkpoint.
-
-    Returns
-    -------
-    pearson, spearman : float
-        The coefficients, NaN where undefined.
-
-    Examples
-    --------
-    >>> correlation([3.0, 2.0, 1.0], [0.1, 0.2, 0.4])
-    (-0.981..., -1.0)
-    """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan, math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        pearson = float(stats.pearsonr(x, y)[0])
-        spearman = float(stats.spearmanr(x, y)[0])
-    return pearson, spearman
 
 
 def average_improvement(base, proposed):
@@ -92,7 +61,7 @@ def summarize(records, *, random_labels=False):
     Parameters
     ----------
     records : list of dict
-        One dict per checkpoint, as :func:`~sknap.experiments.run_sweep`
+        One dict per checkpoint, as :func:`~sknap.paper.experiments.run_sweep`
         makes them: at least ``train_acc``, ``test_acc``, ``entropy``,
         ``aux_train_acc`` and ``aux_test_acc``.
     random_labels : bool, default=False
@@ -326,272 +295,6 @@ def write_json(payload, path):
         json.dump(_json_safe(payload), f, indent=2)
 
 
-def _pct(value):
-    return "" if value is None else f"{100 * value:.1f}"
-
-
-def _num(value, digits=2):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:+.{digits}f}"
-
-
-def _table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _avg_row(label, summary_pairs, width):
-    cells = [label] + [""] * (width - 1)
-    for index, item in summary_pairs:
-        cells[index] = "" if item is None else f"{item['avg_improvement']:+.2f}"
-    return cells
-
-
-def markdown_report(records, summary, meta):
-    """The report as markdown text.
-
-    Parameters
-    ----------
-    records : list of dict
-        Per-checkpoint measurements.
-    summary : dict
-        :func:`summarize` of the records.
-    meta : dict
-        ``command``, ``title``, ``data``, ``backbone``, ``settings``,
-        ``machine``, ``wall_time_s``, ``blocks``, ``figure`` (file name or None).
-
-    Returns
-    -------
-    text : str
-        The report: verdicts, Tables 1 to 4, ablations, entropy per class and
-        per layer, and a link to the figure.
-
-    Examples
-    --------
-    >>> records = [
-    ...     {"checkpoint": k, "epoch": k, "train_acc": acc, "test_acc": acc - 0.05,
-    ...      "aux_train_acc": acc + 0.02, "aux_test_acc": acc - 0.04,
-    ...      "entropy": e, "normalized_entropy": e / 100, "n_dead": 0,
-    ...      "class_entropy": {"0": e / 2, "1": e / 2}, "layer_entropy": {"relu1": e}}
-    ...     for k, (acc, e) in enumerate([(0.6, 80.0), (0.7, 75.0), (0.8, 72.0)], 1)
-    ... ]
-    >>> meta = {"title": "Demo", "command": "sknap reproduce", "data": "digits",
-    ...         "backbone": "fcnn", "machine": "a CPU", "wall_time_s": 60.0,
-    ...         "settings": {"n_bins": 10}, "blocks": {"all": ["relu1"]},
-    ...         "figure": None}
-    >>> text = markdown_report(records, summarize(records), meta)
-    >>> print(text.splitlines()[0])
-    # Demo
-    >>> "## Table 1: correlation between entropy and accuracy" in text
-    True
-    """
-    out = [f"# {meta['title']}", ""]
-    out += [
-        "Command:",
-        "",
-        "```bash",
-        meta["command"],
-        "```",
-        "",
-        f"- data: {meta['data']}",
-        f"- backbone: {meta['backbone']}",
-        f"- machine: {meta['machine']}",
-        f"- wall time: {meta['wall_time_s']:.0f} s "
-        f"({meta['wall_time_s'] / 60:.1f} min)",
-        "- settings: " + ", ".join(f"{k}={v}" for k, v in meta["settings"].items()),
-        f"- layers: {meta['blocks']}",
-        "",
-        "## Verdicts",
-        "",
-        f"- **H1** (entropy vs. accuracy): {summary['h1']}.",
-        f"- **H2** (auxiliary model vs. backbone): {summary['h2']}.",
-        "",
-    ]
-    t1 = summary["table1"]
-    out += [
-        "## Table 1: correlation between entropy and accuracy over the checkpoints",
-        "",
-        "Entropy: total activation-pattern entropy E on the training set. "
-        "Normalized entropy gives the same coefficients (it is E times a constant).",
-        "",
-        _table(
-            ["", "train accuracy", "test accuracy"],
-            [
-                ["PCC", _num(t1["pearson_train"]), _num(t1["pearson_test"])],
-                ["SCC", _num(t1["spearman_train"]), _num(t1["spearman_test"])],
-            ],
-        ),
-        "",
-    ]
-    rows = [
-        [
-            r["checkpoint"],
-            r["epoch"],
-            _pct(r["train_acc"]),
-            _pct(r["aux_train_acc"]),
-            _pct(r["test_acc"]),
-            _pct(r["aux_test_acc"]),
-            f"{r['entropy']:.1f}",
-            f"{r['normalized_entropy']:.4f}",
-            r["n_dead"],
-        ]
-        for r in records
-    ]
-    t2 = summary["table2"]
-    rows.append(_avg_row("Avg. Imp.", [(3, t2["train"]), (5, t2["test"])], 9))
-    out += [
-        "## Table 2/3: backbone (Tr, Te) vs. auxiliary model (PTr, PTe), %",
-        "",
-        "P fitted in-sample on the training set, as in the paper. Avg. Imp.: mean "
-        "of PTr - Tr and PTe - Te in percentage points. E: entropy (bits), "
-        "E/Emax: normalized entropy, dead: neurons never active.",
-        "",
-        _table(
-            ["Iter", "epoch", "Tr", "PTr", "Te", "PTe", "E", "E/Emax", "dead"], rows
-        ),
-        "",
-    ]
-    if "table4" in summary:
-        t4 = summary["table4"]
-        rows = [
-            [
-                r["checkpoint"],
-                _pct(r["train_acc"]),
-                _pct(r["last2_train_acc"]),
-                _pct(r["last_train_acc"]),
-                _pct(r["test_acc"]),
-                _pct(r["last2_test_acc"]),
-                _pct(r["last_test_acc"]),
-            ]
-            for r in records
-        ]
-        rows.append(
-            _avg_row(
-                "Avg. Imp.",
-                [
-                    (2, t4["last2"]["train"]),
-                    (3, t4["last"]["train"]),
-                    (5, t4["last2"]["test"]),
-                    (6, t4["last"]["test"]),
-                ],
-                7,
-            )
-        )
-        pcc = t4["pearson_last2_vs_last"]
-        rows.append(["PCC", "", _num(pcc["train"]), "", "", _num(pcc["test"]), ""])
-        out += [
-            "## Table 4: last two layers (L2L) vs. last layer (LL), %",
-            "",
-            f"L2L: {meta['blocks'].get('last2')}; LL: {meta['blocks'].get('last')}. "
-            "PCC: Pearson correlation between the L2L and LL accuracies over the "
-            "checkpoints.",
-            "",
-            _table(
-                ["Iter", "Tr", "PTr-L2L", "PTr-LL", "Te", "PTe-L2L", "PTe-LL"], rows
-            ),
-            "",
-        ]
-    if summary["ablations"]:
-        out += _ablation_section(records, summary)
-    out += _entropy_section(records)
-    if meta.get("figure"):
-        out += [
-            "## Figure 2",
-            "",
-            f"![min-max normalized entropy and accuracy]({meta['figure']})",
-            "",
-        ]
-    return "\n".join(out) + "\n"
-
-
-def _ablation_section(records, summary):
-    ab = summary["ablations"]
-    names = [n for n in ("ypred", "probe", "cv_aux") if n in ab]
-    labels = {
-        "ypred": "Y_pred only",
-        "probe": "LR probe",
-        "cv_aux": "cross-fitted P",
-    }
-    header = ["Iter", "Te", "PTe"] + [f"Te {labels[n]}" for n in names]
-    header += ["Tr", "PTr"] + [f"Tr {labels[n]}" for n in names]
-    rows = []
-    for r in records:
-        row = [r["checkpoint"], _pct(r["test_acc"]), _pct(r["aux_test_acc"])]
-        row += [_pct(r[f"{n}_test_acc"]) for n in names]
-        row += [_pct(r["train_acc"]), _pct(r["aux_train_acc"])]
-        row += [_pct(r[f"{n}_train_acc"]) for n in names]
-        rows.append(row)
-    k = len(names)
-    avg = ["Avg. Imp.", "", f"{summary['table2']['test']['avg_improvement']:+.2f}"]
-    avg += [f"{ab[n]['test']['avg_improvement']:+.2f}" for n in names]
-    avg += ["", f"{summary['table2']['train']['avg_improvement']:+.2f}"]
-    avg += [f"{ab[n]['train']['avg_improvement']:+.2f}" for n in names]
-    wins = ["wins", "", str(summary["table2"]["test"]["wins"])]
-    wins += [str(ab[n]["test"]["wins"]) for n in names]
-    wins += ["", str(summary["table2"]["train"]["wins"])]
-    wins += [str(ab[n]["train"]["wins"]) for n in names]
-    rows += [avg, wins]
-    assert len(rows[0]) == 5 + 2 * k
-    return [
-        "## Ablations, %",
-        "",
-        "- *Y_pred only*: the same auxiliary network, trained the same way on "
-        "the backbone's softmax alone. If it gains as much as PTe, the gain comes "
-        "from training a second model, not from the activation probabilities.",
-        "- *LR probe*: a logistic regression (standardized inputs) on the same "
-        "activations, fitted on at most `probe_max_samples` training samples; "
-        "its train accuracy is measured on the whole training set.",
-        "- *cross-fitted P*: P for each training sample comes from the other "
-        "folds (`cv` folds), so the auxiliary model is not trained on features "
-        "that saw the sample's own label; test features use P from all training "
-        "samples.",
-        "",
-        "Avg. Imp.: mean gain over the backbone (Te or Tr) in points; wins: "
-        "checkpoints where the column beats the backbone.",
-        "",
-        _table(header, rows),
-        "",
-    ]
-
-
-def _entropy_section(records):
-    classes = list(records[0]["class_entropy"])
-    layers = list(records[0]["layer_entropy"])
-    out = [
-        "## Entropy per class and per layer (training set, bits)",
-        "",
-        _table(
-            ["Iter"] + [f"class {c}" for c in classes],
-            [
-                [r["checkpoint"]] + [f"{r['class_entropy'][c]:.1f}" for c in classes]
-                for r in records
-            ],
-        ),
-        "",
-    ]
-    if len(layers) <= 8:
-        out += [
-            _table(
-                ["Iter"] + layers,
-                [
-                    [r["checkpoint"]]
-                    + [f"{r['layer_entropy'][name]:.1f}" for name in layers]
-                    for r in records
-                ],
-            ),
-            "",
-        ]
-    else:
-        out += [
-            f"{len(layers)} layers: per-layer entropy is in the CSV and JSON "
-            "(`layer_entropy_<layer>`).",
-            "",
-        ]
-    return out
-
-
 def _minmax(values):
     values = np.asarray(values, dtype=float)
     span = np.ptp(values)
@@ -685,9 +388,9 @@ def write_report(result, meta, folder, *, summary=None):
     Examples
     --------
     >>> import tempfile
-    >>> from sknap.backbones import make_backbone
-    >>> from sknap.datasets import load_dataset
-    >>> from sknap.experiments import SweepSettings, run_sweep
+    >>> from sknap.paper.backbones import make_backbone
+    >>> from sknap.paper.datasets import load_dataset
+    >>> from sknap.paper.experiments import SweepSettings, run_sweep
     >>> data = load_dataset("digits", train_size_limit=100, test_size_limit=50)
     >>> model = make_backbone("fcnn", data.input_shape, data.n_classes)
     >>> settings = SweepSettings(n_checkpoints=2, aux_epochs=1, ablations=False,

@@ -34,13 +34,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from .auxiliary import AuxiliaryClassifier
+from ..auxiliary import AuxiliaryClassifier
+from ..entropy import ActivationEntropy
+from ..exceptions import DeadNeuronWarning
+from ..extraction import ActivationExtractor
+from ..probabilities import ActivationProbabilityFeatures
+from ..statistics import backbone_accuracy
+from ..training import train_classifier
 from .datasets import subsample
-from .entropy import ActivationEntropy
-from .exceptions import DeadNeuronWarning
-from .extraction import ActivationExtractor
-from .probabilities import ActivationProbabilityFeatures
-from .training import train_classifier
 
 __all__ = [
     "LAYER_CHOICES",
@@ -275,11 +276,6 @@ def extract(
     return extractor.transform(X), extractor
 
 
-def _accuracy(Z, y, n_classes):
-    """Accuracy of the backbone from the probability columns ending ``Z``."""
-    return float(np.mean(Z[:, -n_classes:].argmax(1) == np.asarray(y)))
-
-
 def _entropy(Z, y, names, n_classes, n_bins):
     est = ActivationEntropy(n_bins=n_bins, n_classes=n_classes)
     with warnings.catch_warnings():
@@ -375,8 +371,8 @@ def evaluate_checkpoint(model, data, settings, *, progress=False):
 
     Examples
     --------
-    >>> from sknap.backbones import make_backbone
-    >>> from sknap.datasets import load_dataset
+    >>> from sknap.paper.backbones import make_backbone
+    >>> from sknap.paper.datasets import load_dataset
     >>> data = load_dataset("digits", train_size_limit=100, test_size_limit=50)
     >>> model = make_backbone("fcnn", data.input_shape, data.n_classes)
     >>> settings = SweepSettings(aux_epochs=1, ablations=False,
@@ -399,8 +395,8 @@ def evaluate_checkpoint(model, data, settings, *, progress=False):
     names = extractor.get_feature_names_out()
     blocks = {k: select_blocks(extractor.layer_names_, k) for k in LAYER_CHOICES}
     record = {
-        "train_acc": _accuracy(Z_train, y_train, C),
-        "test_acc": _accuracy(Z_test, y_test, C),
+        "train_acc": backbone_accuracy(Z_train, y_train, C),
+        "test_acc": backbone_accuracy(Z_test, y_test, C),
     }
     cols = _columns(extractor, blocks[settings.layers])
     Ztr, Zte = Z_train[:, cols], Z_test[:, cols]
@@ -442,7 +438,7 @@ def run_sweep(model, data, settings=None, *, progress=True, on_checkpoint=None):
     Parameters
     ----------
     model : torch.nn.Module
-        An untrained backbone (see :func:`sknap.backbones.make_backbone`); it
+        An untrained backbone (see :func:`sknap.paper.backbones.make_backbone`); it
         is trained in place.
     data : ImageData
         Train and test images; the backbone trains on ``data.y_train``, which
@@ -463,8 +459,8 @@ def run_sweep(model, data, settings=None, *, progress=True, on_checkpoint=None):
 
     Examples
     --------
-    >>> from sknap.backbones import make_backbone
-    >>> from sknap.datasets import load_dataset
+    >>> from sknap.paper.backbones import make_backbone
+    >>> from sknap.paper.datasets import load_dataset
     >>> data = load_dataset("digits", train_size_limit=200, test_size_limit=100)
     >>> model = make_backbone("fcnn", data.input_shape, data.n_classes)
     >>> settings = SweepSettings(n_checkpoints=2, aux_epochs=2, ablations=False)

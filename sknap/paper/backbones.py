@@ -13,7 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .toy import make_mlp
+from ..toy import make_mlp
 
 __all__ = ["BACKBONES", "make_backbone", "make_fcnn", "make_small_cnn"]
 

@@ -1,0 +1,9 @@
+"""The paper's reproduction: checkpoint sweeps, reports, data sets, backbones.
+
+Tooling built on the library, which never imports it (``import sknap`` does
+not load it): the checkpoint sweep (:mod:`sknap.paper.experiments`), its
+report (:mod:`sknap.paper.report`, :mod:`sknap.paper.markdown`), the offline
+data sets (:mod:`sknap.paper.datasets`, :mod:`sknap.paper.idx`), the
+backbones of the paper (:mod:`sknap.paper.backbones`) and the ``sknap``
+command (:mod:`sknap.paper.cli`).
+"""
