@@ -20,13 +20,15 @@ Targets: numpy / sknap >= 20, sknap / floor <= 5.
 """
 
 import argparse
+import os
 
+import numba
 import numpy as np
+import torch
 from _common import fashion_mnist, fcnn, machine, side_by_side
 
-from sknap import ActivationExtractor, activation_entropy
-from sknap._histogram import as_tensor
-from sknap._kernels import column_max
+from sknap import ActivationEntropy, ActivationExtractor, activation_entropy
+from sknap._histogram import as_tensor, column_max
 
 
 def numpy_loop(A, n_bins):
@@ -99,6 +101,7 @@ def main():
         repeat={"numpy": 3, "authors": 1},
     )
     floor = min(times["floor (numpy max)"], times["floor (sknap max)"])
+    default_fits(A, R, args.rounds)
     for name, t in times.items():
         print(f"  {name:<20} {t * 1e3:10.1f} ms")
     sknap = times["sknap"]
@@ -111,6 +114,39 @@ def main():
         "agreement with the numpy loop (whose bins are left-closed): max |dE_j| "
         f"= {np.abs(ours - theirs).max():.3g} bits"
     )
+
+
+def default_fits(A, n_bins, rounds):
+    """The default fit, ActivationEntropy(n_bins).fit(Z, y) with per-class
+    entropy, on Z = [A, 10 softmax columns], numba and torch paths, one
+    thread, against one read of Z."""
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(10), size=A.shape[0]).astype(np.float32)
+    Z = np.hstack([A, proba])
+    y = rng.integers(0, 10, size=A.shape[0])
+
+    def torch_fit():
+        os.environ["SKNAP_DISABLE_NUMBA"] = "1"
+        try:
+            ActivationEntropy(n_bins=n_bins).fit(Z, y)
+        finally:
+            os.environ.pop("SKNAP_DISABLE_NUMBA")
+
+    times = side_by_side(
+        {
+            "one read of Z": lambda: Z.max(axis=0),
+            "activation_entropy(A)": lambda: activation_entropy(A, n_bins),
+            "default fit (numba)": lambda: ActivationEntropy(n_bins=n_bins).fit(Z, y),
+            "default fit (torch)": torch_fit,
+        },
+        rounds=rounds,
+    )
+    read = times["one read of Z"]
+    print(f"Z: {Z.shape[0]} x {Z.shape[1]} float32, one thread")
+    for name, t in times.items():
+        print(f"  {name:<24} {t * 1e3:9.1f} ms  {t / read:6.2f}x one read")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,40 @@
-"""Fitting the estimators from streamed batches or merged statistics.
+"""Fitting the estimators from the statistics of the counting engine.
 
-:meth:`ActivationEntropy.fit` and :meth:`ActivationProbabilityFeatures.fit`
-hand an iterable of batches, or :class:`~sknap.streaming.NeuronStatistics`,
-to the functions here, which set the same fitted attributes as the in-memory
-fit from the counts alone.
+Every fit of :class:`~sknap.ActivationEntropy` and
+:class:`~sknap.ActivationProbabilityFeatures` goes through here: an iterable
+of batches or :class:`~sknap.streaming.NeuronStatistics` (streamed), or an
+array, counted as one batch (:func:`statistics_of`). The fitted attributes
+come from the counts alone, by one implementation for every path.
 """
 
 import warnings
 
 import numpy as np
 
-from . import _histogram
+from . import _engine
+from ._engine_sources import ActivationBatches, two_passes
 from ._layout import fixed_n_classes, resolve_n_classes, trailing_proba_columns
 from .exceptions import EmptyClassWarning
-from .streaming import ActivationBatches, NeuronStatistics, _two_passes
+from .streaming import NeuronStatistics
 
-__all__ = ["fit_entropy", "fit_probabilities", "probability_from_counts"]
+__all__ = [
+    "entropy_from_statistics",
+    "fit_entropy",
+    "fit_probabilities",
+    "probabilities_from_statistics",
+    "probability_from_counts",
+    "statistics_of",
+]
+
+
+def statistics_of(X, y=None, n_bins=None, binning="right", per_class=True):
+    """Statistics of an in-memory matrix counted as one batch: the first pass,
+    and the second when ``n_bins`` is given."""
+    stats = NeuronStatistics().update(X, y)
+    if n_bins is None:
+        return stats
+    second = stats.begin_histograms(n_bins, binning=binning, per_class=per_class)
+    return second.update(X, y)
 
 
 def _layout(estimator, stats):
@@ -59,7 +78,7 @@ def _statistics(estimator, X, y, second_pass):
     if isinstance(X, NeuronStatistics):
         stats = X
     elif second_pass:
-        stats = _two_passes(
+        stats = two_passes(
             X,
             f"{type(estimator).__name__}.fit",
             estimator.n_bins,
@@ -92,22 +111,31 @@ def fit_entropy(estimator, X, y=None):
             f"n_bins={estimator.n_bins}, binning={estimator.binning!r}. Use the "
             "same values in begin_histograms and in ActivationEntropy."
         )
-    stats._check_same_samples()
     _reset(estimator, stats)
     n, n_proba = _layout(estimator, stats)
     estimator.n_classes_in_ = n_proba
+    return entropy_from_statistics(estimator, stats, n, stacklevel=5)
+
+
+def entropy_from_statistics(estimator, stats, n, stacklevel=4):
+    """Set the fitted attributes of an ActivationEntropy from second-pass
+    statistics whose first ``n`` columns are the activations.
+
+    The global histogram is the sum over classes of the per-class counts; the
+    per-class entropy is their slice, on the neurons' shared edges.
+    """
+    stats._check_same_samples()
     estimator.n_neurons_in_ = n
-    counts = stats.hist_[:n].cpu()
+    counts = stats.counts_[:, :n, 1:].cpu()  # (classes, neurons, bins)
+    entropies = _engine.entropy_from_counts(counts.sum(dim=0), estimator.base)
     maxima = stats.max_[:n].cpu()
     edges = stats.bin_edges_[:n].cpu()
-    entropies = _histogram.entropy_from_counts(counts, estimator.base)
-    estimator._store_entropy(entropies, maxima, edges, stacklevel=4)
+    estimator._store_entropy(entropies, maxima, edges, stacklevel=stacklevel)
     if stats.per_class and estimator.per_class:
         estimator.classes_ = stats.classes_
-        counts = stats.class_hist_[:, :n].cpu()  # (classes, neurons, bins)
-        estimator.class_neuron_entropy_ = _histogram.entropy_from_counts(
-            counts.reshape(-1, counts.shape[-1]), estimator.base
-        ).reshape(counts.shape[:2])
+        estimator.class_neuron_entropy_ = _engine.entropy_from_counts(
+            counts, estimator.base
+        )
         estimator.class_entropy_ = estimator.class_neuron_entropy_.sum(axis=1)
     estimator.selected_neurons_ = estimator._select()
     return estimator
@@ -147,7 +175,13 @@ def fit_probabilities(estimator, X, y=None):
             "(activations, labels) pairs, e.g. ActivationExtractor.batches(X, y)."
         )
     _reset(estimator, stats)
-    n, n_proba = _layout(estimator, stats)
+    n, _ = _layout(estimator, stats)
+    return probabilities_from_statistics(estimator, stats, n, stacklevel=5)
+
+
+def probabilities_from_statistics(estimator, stats, n, stacklevel=4):
+    """Set the fitted attributes of an ActivationProbabilityFeatures from
+    labelled statistics whose first ``n`` columns are the activations."""
     estimator.n_neurons_in_ = n
     classes, rows = estimator._encode(stats.classes_)
     class_count = np.zeros(len(classes), dtype=np.int64)
@@ -156,7 +190,7 @@ def fit_probabilities(estimator, X, y=None):
     active[rows] = stats.active_count_[:, :n].cpu().numpy()
     estimator.classes_ = classes
     estimator.class_count_ = class_count
-    warn_empty_classes(classes, class_count, stacklevel=4)
+    warn_empty_classes(classes, class_count, stacklevel=stacklevel)
     estimator.activation_probability_ = probability_from_counts(
         active, class_count, estimator.alpha
     )

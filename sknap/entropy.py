@@ -7,7 +7,6 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_feature_names_in,
     assert_all_finite,
@@ -15,7 +14,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _histogram, _stream_fit, streaming
+from . import _engine, _histogram, _stream_fit, streaming
 from ._layout import check_probability_block, layer_of, resolve_n_classes
 from .exceptions import DeadNeuronWarning
 
@@ -70,7 +69,8 @@ def activation_entropy(A, n_bins=10, *, base=2, binning="right", per_neuron=Fals
     A = validate_data(
         est, A, dtype=[np.float64, np.float32], reset=True, ensure_all_finite=False
     )
-    entropies, _, _ = est._entropy(A, check_finite=True)
+    stats = _stream_fit.statistics_of(A, None, n_bins, binning)
+    entropies = _engine.entropy_from_counts(stats.hist_, base)
     return entropies if per_neuron else float(entropies.sum())
 
 
@@ -112,8 +112,9 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
         with the ``proba_`` prefix, else from the number of classes in ``y``.
         Use 0 for a matrix of activations alone.
     per_class : bool, default=True
-        Also compute the entropy within each class when ``y`` is given, with
-        bins from that class's own maxima.
+        Also compute the entropy within each class when ``y`` is given, on
+        each neuron's shared edges (from its maximum over all samples), so
+        that the per-class histograms sum to the global one.
 
     Attributes
     ----------
@@ -207,15 +208,6 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
                 "for bits or numpy.e for nats."
             )
 
-    def _entropy(self, A, maxima=None, check_finite=False):
-        """(entropies, maxima, edges) of the activation block ``A``."""
-        A = _histogram.as_tensor(A)
-        if maxima is None:
-            maxima = _histogram.column_max(A, check_finite)
-        edges = _histogram.bin_edges(maxima, self.n_bins, self.binning)
-        counts = _histogram.histogram_counts(A, edges, self.binning)
-        return _histogram.entropy_from_counts(counts, self.base), maxima, edges
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn bin edges and the entropy of every neuron.
@@ -243,32 +235,24 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
         if streaming.is_batch_source(X):
             return _stream_fit.fit_entropy(self, X, y)
         # The activations are checked for NaN and infinity in the pass that
-        # finds their maxima (_entropy), the probability block here.
+        # finds their maxima, the probability block here; the labels by the
+        # engine, as on every path.
         dtype = [np.float64, np.float32]
         if y is None:
             X = validate_data(self, X, dtype=dtype, ensure_all_finite=False)
         else:
             X, y = validate_data(self, X, y, dtype=dtype, ensure_all_finite=False)
-            check_classification_targets(y)
+            y = _engine.check_labels(y, X.shape[0])
         n_proba = resolve_n_classes(self, X.shape[1], y)
         self.n_classes_in_ = n_proba
-        self.n_neurons_in_ = X.shape[1] - n_proba
-        A = X[:, : self.n_neurons_in_]
-        assert_all_finite(X[:, self.n_neurons_in_ :], input_name="X")
-        check_probability_block(self, X[:, self.n_neurons_in_ :], X=X)
-
-        entropies, maxima, edges = self._entropy(A, check_finite=True)
-        self._store_entropy(entropies, maxima, edges)
-
-        if y is not None and self.per_class:
-            self.classes_, y_idx = np.unique(y, return_inverse=True)
-            self.class_neuron_entropy_ = np.stack(
-                [self._entropy(A[y_idx == c])[0] for c in range(len(self.classes_))]
-            )
-            self.class_entropy_ = self.class_neuron_entropy_.sum(axis=1)
-
-        self.selected_neurons_ = self._select()
-        return self
+        n = X.shape[1] - n_proba
+        assert_all_finite(X[:, n:], input_name="X")
+        check_probability_block(self, X[:, n:], X=X)
+        # All columns counted (the few probability ones too): X is read as it
+        # is, without a copy of the activation block.
+        labels = y if self.per_class else None
+        stats = _stream_fit.statistics_of(X, labels, self.n_bins, self.binning)
+        return _stream_fit.entropy_from_statistics(self, stats, n)
 
     def _store_entropy(self, entropies, maxima, edges, stacklevel=3):
         """Set the fitted attributes of all samples; warn of dead neurons."""

@@ -3,13 +3,14 @@
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _stream_fit, streaming
+from . import _engine, _kernels, _stream_fit, streaming
+from ._engine import as_tensor
 from ._layout import PROBA_PREFIX, check_probability_block, resolve_n_classes
 
 __all__ = ["ActivationProbabilityFeatures", "activation_probability", "proposed_proba"]
@@ -46,10 +47,13 @@ def activation_probability(A, y_idx, n_classes, alpha=0.0):
     array([[1. , 0.5],
            [0. , 1. ]])
     """
-    onehot = np.zeros((len(y_idx), n_classes))
-    onehot[np.arange(len(y_idx)), y_idx] = 1.0
-    active = onehot.T @ (A > 0)
-    return _stream_fit.probability_from_counts(active, onehot.sum(axis=0), alpha)
+    A = as_tensor(A)
+    rows = torch.as_tensor(np.asarray(y_idx, dtype=np.int64), device=A.device)
+    active = torch.zeros((n_classes, A.shape[1]), dtype=torch.int64, device=A.device)
+    class_max = torch.zeros(active.shape, dtype=torch.float64, device=A.device)
+    _kernels.first_pass(A, rows, class_max, active)
+    class_count = np.bincount(rows.cpu().numpy(), minlength=n_classes)
+    return _stream_fit.probability_from_counts(active.cpu(), class_count, alpha)
 
 
 def proposed_proba(A, proba, P):
@@ -272,17 +276,15 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         if streaming.is_batch_source(X):
             return _stream_fit.fit_probabilities(self, X, y)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
-        check_classification_targets(y)
+        y = _engine.check_labels(y, X.shape[0])
         n_proba = resolve_n_classes(self, X.shape[1], y)
         self.n_neurons_in_ = X.shape[1] - n_proba
-        self.classes_, y_idx = self._encode(y)
+        self._encode(y)  # the labels must match the probability block
         check_probability_block(self, X[:, self.n_neurons_in_ :], X=X)
-        self.class_count_ = np.bincount(y_idx, minlength=len(self.classes_))
-        _stream_fit.warn_empty_classes(self.classes_, self.class_count_, stacklevel=2)
-        self.activation_probability_ = self._fit_probability(
-            X, y_idx, len(self.classes_)
+        stats = _stream_fit.statistics_of(X, y)
+        return _stream_fit.probabilities_from_statistics(
+            self, stats, self.n_neurons_in_, stacklevel=3
         )
-        return self
 
     def fit_transform(self, X, y=None, **fit_params):
         """Fit, then return the training features, cross-fitted when ``cv`` is set.

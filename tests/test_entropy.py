@@ -248,7 +248,9 @@ def _per_class_data():
     return A, y
 
 
-def test_per_class_entropy_uses_each_class_own_maximum():
+def test_per_class_entropy_uses_the_neurons_shared_edges():
+    # docs/definitions.md: each class is counted on the edges of the neuron's
+    # maximum over ALL fit data, so the class histograms sum to the global one.
     A, y = _per_class_data()
     est = ActivationEntropy(n_bins=2, n_classes=0).fit(A, y)
     assert_array_equal(est.classes_, ["cat", "dog"])
@@ -256,20 +258,32 @@ def test_per_class_entropy_uses_each_class_own_maximum():
     #   neuron 0: m = 35, edges 0, 17.5, 35: 1, 2, 10 | 20, 30, 35 -> [3, 3] -> 1
     #   neuron 1: values 5, 1, 1, 3, m = 5, edges 0, 2.5, 5: 1, 1 | 5, 3 -> 1
     assert_allclose(est.neuron_entropy_, [1.0, 1.0], rtol=RTOL)
-    # cat, neuron 0: 1, 2 with its own m = 2, edges 0, 1, 2 -> [1, 1] -> 1
-    #   (with the global edges 0, 17.5, 35 both would share bin 0: E = 0)
-    # cat, neuron 1: only 5 is > 0 -> one active sample -> 0
-    # dog, neuron 0: 10, 20, 30, 35, own m = 35, edges 0, 17.5, 35
-    #   -> [1, 3] -> 0.811278
-    # dog, neuron 1: 1, 1, 3, own m = 3, edges 0, 1.5, 3 -> [2, 1] -> 0.918296
+    # cat, neuron 0: 1, 2 on the shared edges 0, 17.5, 35 -> [2, 0] -> 0
+    #   (with the class's own maximum 2 they would be [1, 1] -> 1)
+    # cat, neuron 1: only 5 is > 0 -> [0, 1] -> 0
+    # dog, neuron 0: 10 | 20, 30, 35 on 0, 17.5, 35 -> [1, 3] -> 0.811278
+    # dog, neuron 1: 1, 1 | 3 on 0, 2.5, 5 -> [2, 1] -> 0.918296
     assert_allclose(
         est.class_neuron_entropy_,
-        [[1.0, 0.0], [H_3_1, H_2_1]],
+        [[0.0, 0.0], [H_3_1, H_2_1]],
         rtol=RTOL,
         atol=ATOL,
     )
-    # cat: 1 + 0 = 1; dog: 0.811278 + 0.918296 = 1.729574
-    assert_allclose(est.class_entropy_, [1.0, H_3_1 + H_2_1], rtol=RTOL)
+    # cat: 0 + 0 = 0; dog: 0.811278 + 0.918296 = 1.729574
+    assert_allclose(est.class_entropy_, [0.0, H_3_1 + H_2_1], rtol=RTOL, atol=ATOL)
+
+
+def test_per_class_entropy_with_a_class_below_the_top_bin():
+    # R = 4, one neuron: class a holds 1, 2, 3, 4 and class b holds 8, 8.
+    # Shared edges from m = 8: 0, 2, 4, 6, 8, right-closed.
+    #   a: 1, 2 -> (0, 2]; 3, 4 -> (2, 4] -> [2, 2, 0, 0] -> E = 1 bit
+    #   b: 8, 8 -> (6, 8] -> [0, 0, 0, 2] -> E = 0
+    #   all: [2, 2, 0, 2] -> E = log2(3) = 1.584963
+    A = np.array([[1.0], [2.0], [3.0], [4.0], [8.0], [8.0]])
+    y = np.array(["a", "a", "a", "a", "b", "b"])
+    est = ActivationEntropy(n_bins=4, n_classes=0).fit(A, y)
+    assert_allclose(est.class_neuron_entropy_, [[1.0], [0.0]], atol=ATOL)
+    assert_allclose(est.neuron_entropy_, [math.log2(3)], rtol=RTOL)
 
 
 def test_per_class_off_or_without_y():
@@ -612,19 +626,20 @@ def test_activation_entropy_bad_parameters(params, match):
 # --- comparison with a straightforward implementation ------------------------
 
 
-def _loop_entropy(A, n_bins, base=2.0, binning="right"):
+def _loop_entropy(A, n_bins, base=2.0, binning="right", maxima=None):
     """E_j by an explicit loop over neurons, values and bins.
 
     ``"right"``: exact rational edges ``k m / R`` (``fractions.Fraction``) and
     right-closed bins. ``"reference"``: ``w = m / R`` in floating point, edges
-    ``k * w`` and open bins, as the authors' code does.
+    ``k * w`` and open bins, as the authors' code does. ``m`` is the column's
+    maximum, or ``maxima[j]`` (the shared edges of per-class entropy).
     """
     out = np.zeros(A.shape[1])
     for j in range(A.shape[1]):
         v = [float(x) for x in A[:, j] if x > 0]
         if not v:
             continue
-        m = max(v)
+        m = max(v) if maxima is None else float(maxima[j])
         counts = [0] * n_bins
         for x in v:
             for k in range(n_bins):
@@ -663,7 +678,7 @@ def test_matches_a_loop_on_data_with_ties_on_edges(rng, binning, n_bins):
     for c in range(3):
         assert_allclose(
             est.class_neuron_entropy_[c],
-            _loop_entropy(A[y == c], n_bins, binning=binning),
+            _loop_entropy(A[y == c], n_bins, binning=binning, maxima=A.max(axis=0)),
             atol=1e-12,
         )
 

@@ -18,7 +18,7 @@ from sknap import (
 )
 from sknap.toy import make_mlp
 
-BACKENDS = ["numba", "torch"] if _kernels._NUMBA is not None else ["torch"]
+BACKENDS = ["numba", "torch"] if _kernels.numba is not None else ["torch"]
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
@@ -82,175 +82,117 @@ def test_kernels_read_column_slices_and_half_precision(backend, rng):
     edges = _histogram.bin_edges(_histogram.column_max(X[:, :12]), 5)
     expected = _reference_counts(X[:, :12], edges.numpy(), "right")
     view = torch.from_numpy(X)[:, :12]  # rows 20 apart, not contiguous
-    assert_array_equal(_kernels.histogram_counts(view, edges).numpy(), expected)
+    assert_array_equal(_histogram.histogram_counts(view, edges).numpy(), expected)
     half = torch.from_numpy(X[:, :12]).to(torch.bfloat16)
     exact = half.to(torch.float32).numpy()
     edges = _histogram.bin_edges(_histogram.column_max(exact), 5)
     assert_array_equal(
-        _kernels.histogram_counts(half, edges).numpy(),
+        _histogram.histogram_counts(half, edges).numpy(),
         _reference_counts(exact, edges.numpy(), "right"),
     )
-    assert_array_equal(_kernels.column_max(half), _histogram.column_max(exact))
+    assert_array_equal(_histogram.column_max(half), _histogram.column_max(exact))
 
 
-def test_class_stats_kernel(backend, rng):
+def _first(A, y, n_classes, width=None, offset=0):
+    width = A.shape[1] if width is None else width
+    cmax = torch.zeros((n_classes, width), dtype=torch.float64)
+    active = torch.zeros((n_classes, width), dtype=torch.int64)
+    finite = _kernels.first_pass(
+        torch.from_numpy(A), torch.from_numpy(y), cmax, active, offset
+    )
+    return finite, cmax, active
+
+
+def test_first_pass_kernel(backend, rng):
     A = rng.normal(size=(500, 40)).astype(np.float32)
     y = rng.integers(0, 4, size=500)
-    cmax = torch.zeros((4, 40), dtype=torch.float64)
-    active = torch.zeros((4, 40), dtype=torch.int64)
-    _kernels.accumulate_class_stats(
-        torch.from_numpy(A), torch.from_numpy(y), cmax, active
-    )
+    finite, cmax, active = _first(A, y, 4)
+    assert finite
     for c in range(4):
         assert_array_equal(cmax[c], np.maximum(A[y == c].max(axis=0), 0))
         assert_array_equal(active[c], (A[y == c] > 0).sum(axis=0))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_thresholds", [3, 14, 15, 23])
-def test_per_class_counts_over_many_rows_and_an_offset(
-    backend, rng, dtype, n_thresholds
-):
-    # Rows beyond the kernels' chunks of rows, more thresholds than they keep
-    # in registers, a width that is not a multiple of the vector width, and
-    # the columns 5 .. 42 of the counts: each count against a direct sum.
-    n, m, n_classes, offset = 9000, 37, 5, 5
-    A = np.maximum(rng.normal(size=(n, m)), 0).astype(dtype)
-    y = rng.integers(0, n_classes, size=n)
-    y[y == 3] = 4  # an empty class
-    t1 = np.sort(rng.uniform(0, 2, size=(n_thresholds, offset + m)), axis=0)
-    t2 = np.sort(rng.uniform(0, 2, size=(n_classes, n_thresholds, offset + m)), 1)
-    t1, t2 = t1.astype(dtype), t2.astype(dtype)
-    t1[1, offset + 4] = A[7, 4]  # a value on a threshold counts as not above
-    out1 = torch.zeros(t1.shape, dtype=torch.int64)
-    out2 = torch.zeros(t2.shape, dtype=torch.int64)
+@pytest.mark.parametrize("binning", ["right", "reference"])
+def test_state_counts_per_class_with_an_offset(backend, rng, dtype, binning):
+    # Per class, neuron and state, against a direct comparison with the
+    # edges: the columns 5 .. 42 of the state, an empty class, values on
+    # edges and one ulp either side, new data above the maxima.
+    n_bins, n_classes, offset = 7, 5, 5
+    A = _tricky_matrix(rng, dtype, n_bins, binning, n=3000, m=37)
+    A[-5:] *= 3  # above the edges' maximum
+    y = rng.integers(0, n_classes, size=len(A))
+    y[y == 3] = 4
+    edges = _histogram.bin_edges(_histogram.column_max(A[:-5]), n_bins, binning)
+    full = torch.cat([torch.ones((offset, n_bins + 1), dtype=torch.float64), edges])
+    T = _kernels.thresholds(full, torch.from_numpy(A).dtype, binning)
+    above = torch.zeros((n_classes, *T.shape), dtype=torch.int64)
+    seen = torch.zeros((n_classes, offset + 37), dtype=torch.float64)
     _kernels.count_above(
-        torch.from_numpy(A), torch.from_numpy(t1), out1, torch.from_numpy(y),
-        torch.from_numpy(t2), out2, offset=offset,
-    )  # fmt: skip
-    expected1 = (A[:, None, :] > t1[None, :, offset:]).sum(axis=0)
-    assert_array_equal(out1[:, offset:], expected1)
-    assert not out1[:, :offset].any() and not out2[:, :, :offset].any()
+        torch.from_numpy(A), torch.from_numpy(y), T, above, seen, offset
+    )
+    assert not above[:, :, :offset].any() and not seen[:, :offset].any()
+    samples = torch.bincount(torch.from_numpy(y), minlength=n_classes)
+    counts = _kernels.states_from_above(above, samples, binning)
     for c in range(n_classes):
         rows = A[y == c]
-        expected2 = (rows[:, None, :] > t2[c, None, :, offset:]).sum(axis=0)
-        assert_array_equal(out2[c, :, offset:], expected2)
+        expected = _reference_counts(rows, edges.numpy(), binning)
+        assert_array_equal(counts[c, offset:, 1:], expected)
+        assert_array_equal(counts[c, offset:, 0], (rows <= 0).sum(axis=0))
+        assert_array_equal(seen[c, offset:], np.maximum(rows.max(axis=0, initial=0), 0))
 
 
-def _pass_counters(t1, out1, t2, out2, cmax, active):
-    return (
-        _kernels.count_above_counter(
-            torch.from_numpy(t1), out1, torch.from_numpy(t2), out2
-        ),
-        _kernels.class_stats_counter(cmax, active, check_finite=True),
-    )
-
-
-def test_pass_counters_equal_direct_sums(backend, rng):
-    # The counters of an extractor pass: blocks wider than a vector, one of
-    # exactly a vector, one narrower, at offsets that are not multiples of a
-    # vector, batches of several sizes with labels read from an offset; each
-    # count against a direct sum over all batches.
+def test_counts_of_blocks_equal_direct_sums(backend, rng):
+    # An extractor pass: blocks of columns at offsets, batches of several
+    # sizes; each count against a direct sum over all batches.
     blocks = [(0, 37), (37, 16), (53, 5), (58, 70)]  # (offset, width)
-    width, n_classes, K = 128, 4, 6
+    width, n_classes, n_bins = 128, 4, 6
     sizes = [64, 64, 1, 33, 200, 64]
     X = np.maximum(rng.normal(size=(sum(sizes), width)), 0).astype(np.float32)
     y = rng.integers(0, n_classes, size=len(X))
     y[y == 2] = 3  # an empty class
-    t1 = np.sort(rng.uniform(0, 2, size=(K, width)), axis=0).astype(np.float32)
-    t2 = np.sort(rng.uniform(0, 2, size=(n_classes, K, width)), 1).astype(np.float32)
-    t1[0], t2[:, 0] = 0, 0
-    t1[2, 40] = X[5, 40]  # a value on a threshold counts as not above
-    out1 = torch.zeros(t1.shape, dtype=torch.int64)
-    out2 = torch.zeros(t2.shape, dtype=torch.int64)
-    cmax = torch.zeros((n_classes, width), dtype=torch.float64)
-    active = torch.zeros((n_classes, width), dtype=torch.int64)
-    count, accumulate = _pass_counters(t1, out1, t2, out2, cmax, active)
-    labels = torch.from_numpy(y)
-    start = 0
-    for size in sizes:
-        for offset, n in blocks:
-            block = torch.from_numpy(X[start : start + size, offset : offset + n])
-            count(block, _kernels.labels_of(labels, start), offset)
-            assert accumulate(block, _kernels.labels_of(labels, start), offset)
-        start += size
-    assert_array_equal(out1, (X[:, None, :] > t1[None]).sum(axis=0))
-    for c in range(n_classes):
-        rows = X[y == c]
-        assert_array_equal(out2[c], (rows[:, None, :] > t2[c, None]).sum(axis=0))
-        assert_array_equal(cmax[c], np.maximum(rows.max(axis=0, initial=0), 0))
-        assert_array_equal(active[c], (rows > 0).sum(axis=0))
-
-
-def test_pass_counter_over_many_batches(rng):
-    # 80,000 rows of one class in batches, every value above the first threshold.
-    X = rng.uniform(0.5, 1.0, size=(80000, 16)).astype(np.float32)
-    t1 = np.zeros((2, 16), dtype=np.float32)
-    t1[1] = 0.75
-    t2 = t1[None].copy()
-    out1 = torch.zeros(t1.shape, dtype=torch.int64)
-    out2 = torch.zeros(t2.shape, dtype=torch.int64)
-    count = _kernels.count_above_counter(
-        torch.from_numpy(t1), out1, torch.from_numpy(t2), out2
-    )
-    labels = torch.zeros(len(X), dtype=torch.int64)
-    for start in range(0, len(X), 4096):
-        count(
-            torch.from_numpy(X[start : start + 4096]),
-            _kernels.labels_of(labels, start),
-            0,
+    stats = NeuronStatistics()
+    stats._begin(y, width, torch.device("cpu"))
+    rows = stats._class_index(y, len(y))
+    for second in (False, True):
+        start = 0
+        for size in sizes:
+            for offset, n in blocks:
+                block = torch.from_numpy(X[start : start + size, offset : offset + n])
+                assert stats._count(block, rows[start : start + size], offset)
+            stats._add_samples(rows[start : start + size])
+            start += size
+        if not second:
+            first = stats
+            stats = stats.begin_histograms(n_bins)
+    edges = stats.bin_edges_.numpy()
+    assert_array_equal(first.classes_, [0, 1, 3])
+    for c, label in enumerate(first.classes_):
+        part = X[y == label]
+        assert_array_equal(first.active_count_[c], (part > 0).sum(axis=0))
+        assert_array_equal(first.class_max_[c], part.max(axis=0, initial=0))
+        assert_array_equal(
+            stats.counts_[c, :, 1:], _reference_counts(part, edges, "right")
         )
-    expected = (X[:, None, :] > t1[None]).sum(axis=0)
-    assert expected[0, 0] == 80000
-    assert_array_equal(out1, expected)
-    assert_array_equal(out2[0], expected)
-
-
-def test_pass_counter_without_groups_and_with_other_labels(rng):
-    # Shared thresholds only, labels in a dtype the kernels do not read
-    # (counted by the general code), a block wider than the staged rows.
-    X = np.maximum(rng.normal(size=(300, 40)), 0).astype(np.float32)
-    t1 = np.sort(rng.uniform(0, 2, size=(4, 40)), axis=0).astype(np.float32)
-    t2 = np.sort(rng.uniform(0, 2, size=(2, 4, 40)), axis=1).astype(np.float32)
-    out1 = torch.zeros(t1.shape, dtype=torch.int64)
-    count = _kernels.count_above_counter(torch.from_numpy(t1), out1)
-    count(torch.from_numpy(X[:150]), None, 0)
-    count(torch.from_numpy(X[150:]), None, 0)
-    assert_array_equal(out1, (X[:, None, :] > t1[None]).sum(axis=0))
-    y = rng.integers(0, 2, size=300).astype(np.int32)
-    out1.zero_()
-    out2 = torch.zeros(t2.shape, dtype=torch.int64)
-    count = _kernels.count_above_counter(
-        torch.from_numpy(t1), out1, torch.from_numpy(t2), out2
-    )
-    count(torch.from_numpy(X), _kernels.labels_of(torch.from_numpy(y)), 0)
-    for c in range(2):
-        rows = X[y == c]
-        assert_array_equal(out2[c], (rows[:, None, :] > t2[c, None]).sum(axis=0))
+    stats._check_same_samples()
 
 
 @pytest.mark.parametrize("where", [(0, 0), (4999, 36), (2500, 17)])
-def test_class_stats_kernel_finds_nan_anywhere(backend, rng, where):
+def test_first_pass_finds_nan_anywhere(backend, rng, where):
     A = np.maximum(rng.normal(size=(5000, 37)), 0).astype(np.float32)
-    y = torch.from_numpy(rng.integers(0, 3, size=5000))
+    y = rng.integers(0, 3, size=5000)
     for bad in (np.nan, np.inf, -np.inf):
         B = A.copy()
         B[where] = bad
-        state = torch.zeros((3, 40), dtype=torch.float64)
-        active = torch.zeros((3, 40), dtype=torch.int64)
-        finite = _kernels.accumulate_class_stats(
-            torch.from_numpy(B), y, state, active, check_finite=True, offset=3
-        )
-        assert finite is False
-    assert _kernels.accumulate_class_stats(
-        torch.from_numpy(A), y, state, active, check_finite=True, offset=3
-    )
+        assert _first(B, y, 3, width=40, offset=3)[0] is False
+    finite, _, active = _first(A, y, 3, width=40, offset=3)
+    assert finite is True
     assert_array_equal(active[:, 3:].sum(0), (A > 0).sum(0))
     assert not active[:, :3].any()
 
 
-def test_large_matrix_uses_threads_and_stays_exact(rng, monkeypatch):
-    monkeypatch.setenv("SKNAP_NUM_THREADS", "3")
+def test_large_matrix_stays_exact(rng):
     A = np.maximum(rng.normal(size=(2100, 1000)), 0).astype(np.float32)
     edges = _histogram.bin_edges(_histogram.column_max(A), 10)
     counts = _histogram.histogram_counts(A, edges).numpy()
@@ -552,9 +494,6 @@ def test_extractor_batches_errors(mlp_data):
     extractor = ActivationExtractor(model, device="cpu").fit(X)
     with pytest.raises(ValueError, match="one label per sample"):
         extractor.batches(X, y[:10])
-    dataset = torch.utils.data.TensorDataset(torch.from_numpy(X))
-    with pytest.raises(ValueError, match="y must be None"):
-        extractor.batches(dataset, y)
 
 
 class _ChangedInPlace(torch.nn.Module):
