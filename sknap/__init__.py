@@ -9,7 +9,7 @@ from .exceptions import (
     EmptyClassWarning,
     LayoutWarning,
 )
-from .extraction import ActivationExtractor, list_layers
+from .extraction import ActivationExtractor
 from .fused import fused_transform
 from .pipeline import make_nap_pipeline
 from .probabilities import (
@@ -36,7 +36,6 @@ __all__ = [
     "activation_probability",
     "compute_statistics",
     "fused_transform",
-    "list_layers",
     "make_nap_pipeline",
     "proposed_proba",
 ]

@@ -6,24 +6,28 @@ clone would run the backbone again on the same fold. With ``cache`` set, the
 extractor keys each result of ``transform`` on everything it depends on and
 runs the backbone once per distinct input:
 
-* the backbone: its class, its printed structure, a SHA-256 of every
-  parameter and buffer (hashed on each call, so weights changed in place, even
-  through ``.data``, give a new key), and every plain attribute (numbers,
-  strings, booleans) of each of its modules, such as a temperature;
-* the extractor's parameters that change the numbers (layers, reduce, output,
-  autocast, memory format, device type). A callable ``reduce`` enters by its
-  code, its defaults, the values its closure holds and the globals it reads;
-  one whose state the key cannot see (an object with ``__call__``, a global
-  that is neither a number, a string, an array, a module nor a function) is
-  not cached, with a :class:`~sknap.exceptions.CacheWarning`;
+* the backbone: its printed structure, a SHA-256 of every parameter and
+  buffer (hashed on each call, so weights changed in place, even through
+  ``.data``, give a new key), every other attribute of each of its modules
+  (numbers, strings, arrays, tensors that are not buffers, private ones too),
+  and the code of each ``forward`` written outside torch, with the values its
+  closure holds and the globals it reads;
+* the extractor's parameters that change the numbers (layers, reduce, batch
+  size, output, autocast, the memory format "auto" resolves to, the device
+  type). A callable ``reduce`` enters by its code, its defaults, the values
+  its closure holds and the globals it reads (of a module or class of the
+  user's: the attributes its code names);
 * the data: a SHA-256 of the array's bytes, shape and dtype. A Dataset or
   DataLoader is not hashed, so it is never cached;
 * the torch version.
 
-What the key cannot see: state that ``forward`` reads from outside the
-backbone's modules (a global variable, a file, the random number generator)
-and attributes of its modules that are not plain numbers or strings. Clear the
-cache (or change the folder) when such state changes.
+What cannot be keyed is not cached, with a
+:class:`~sknap.exceptions.CacheWarning`: a backbone with forward hooks (they
+may change any output), an attribute or global the key cannot describe (an
+arbitrary object), an object with ``__call__`` as ``reduce``. What the key
+cannot see: state that code inside torch, numpy or another library reads (a
+file, the random number generator, a library's own settings). Clear the cache
+(or change the folder) when such state changes.
 
 ``cache="memory"`` (or True) keeps results in this process, least recently
 used first out, up to ``MEMORY_LIMIT`` bytes; threads share it under a lock.
@@ -44,6 +48,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import stat
 import tempfile
@@ -113,7 +118,7 @@ def clear_memory_cache():
 
 
 class _Unkeyable(Exception):
-    """A parameter whose effect on the numbers the key cannot see."""
+    """A value whose effect on the numbers the key cannot see."""
 
 
 def _hash_tensor(h, tensor):
@@ -124,29 +129,48 @@ def _hash_tensor(h, tensor):
         h.update(t.view(torch.uint8).numpy().data)
 
 
-_PLAIN = (type(None), bool, int, float, complex, str, bytes)
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device)
+# Code of these packages is described by its name: it does not change
+# between two calls of one process.
+_LIBRARIES = ("torch", "numpy", "scipy", "sklearn", "sknap", "builtins", "math")
+# What every nn.Module holds (its tensors, submodules and hook tables).
+_MODULE_INTERNALS = frozenset(vars(nn.Module())) | {"training"}
 
 
-def _plain_attributes(module):
-    """Text of a module's plain public attributes (numbers, strings, ...)."""
-    items = []
-    for name, value in sorted(vars(module).items()):
-        if name.startswith("_") or name == "training":
-            continue
-        if isinstance(value, _PLAIN) or (
-            isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value)
-        ):
-            items.append(f"{name}={value!r}")
-    return ";".join(items)
+def _library(obj):
+    name = getattr(obj, "__module__", None) or getattr(obj, "__name__", "")
+    return str(name).split(".")[0] in _LIBRARIES
 
 
 def fingerprint_module(module):
-    """SHA-256 of a module's class, structure, plain attributes and tensors."""
-    h = hashlib.sha256()
-    h.update(f"{type(module).__module__}.{type(module).__qualname__}".encode())
-    h.update(repr(module).encode())
+    """SHA-256 of a module: its classes' code, structure, attributes and tensors.
+
+    Raises ``_Unkeyable`` when the module has forward hooks, or an attribute
+    whose value the key cannot describe.
+    """
+    if torch.nn.modules.module._global_forward_hooks or (
+        torch.nn.modules.module._global_forward_pre_hooks
+    ):
+        raise _Unkeyable("global forward hooks (torch.nn.modules.module)")
+    h = hashlib.sha256(repr(module).encode())
     for name, sub in module.named_modules():
-        h.update(f"m:{name}:{_plain_attributes(sub)}".encode())
+        if sub._forward_hooks or sub._forward_pre_hooks:
+            raise _Unkeyable(f"the forward hooks of module '{name}'")
+        cls = type(sub)
+        h.update(f"m:{name}:{cls.__module__}.{cls.__qualname__}".encode())
+        forward = getattr(cls, "forward", None)
+        if isinstance(forward, types.FunctionType) and not _library(cls):
+            try:  # its code, and the values of its closure and globals
+                h.update(_describe_function(forward, frozenset()).encode())
+            except _Unkeyable as err:
+                raise _Unkeyable(f"the forward of module '{name}' ({err})") from None
+        for key, value in sorted(vars(sub).items()):
+            if key not in _MODULE_INTERNALS:
+                try:
+                    h.update(f"{key}={_describe(value)};".encode())
+                except _Unkeyable as err:
+                    where = f"attribute '{key}' of module '{name}'"
+                    raise _Unkeyable(f"{where} ({err})") from None
     for kind, named in (
         ("p", module.named_parameters()),
         ("b", module.named_buffers()),
@@ -179,11 +203,11 @@ def _code_text(code):
     return f"{code.co_code.hex()}|{code.co_names}|{consts}"
 
 
-def _global_names(code):
+def _names(code):
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            names |= _global_names(const)
+            names |= _names(const)
     return names
 
 
@@ -191,37 +215,58 @@ def _describe_function(f, seen):
     if f in seen:
         return f"recursive:{f.__qualname__}"
     seen = seen | {f}
+    names = _names(f.__code__)
     parts = [f"function:{f.__module__}.{f.__qualname__}", _code_text(f.__code__)]
     parts.append(_describe(f.__defaults__, seen))
     parts.append(_describe(sorted((f.__kwdefaults__ or {}).items()), seen))
     for cell in f.__closure__ or ():
         try:
-            parts.append(_describe(cell.cell_contents, seen))
+            parts.append(_describe(cell.cell_contents, seen, names))
         except ValueError:  # an empty cell
             parts.append("empty")
-    for name in sorted(_global_names(f.__code__)):
+    for name in sorted(names):
         if name in f.__globals__:
-            parts.append(f"{name}={_describe(f.__globals__[name], seen)}")
+            parts.append(f"{name}={_describe(f.__globals__[name], seen, names)}")
     return "(" + ",".join(parts) + ")"
 
 
-def _describe(value, seen=frozenset()):
-    """A stable text for a parameter value; ``_Unkeyable`` where there is none."""
+def _attributes(obj, names, seen):
+    """The attributes of a user's module or class that a function's code names."""
+    return ",".join(
+        f"{n}={_describe(getattr(obj, n), seen, names)}"
+        for n in sorted(names)
+        if not n.startswith("__") and hasattr(obj, n)
+    )
+
+
+def _describe(value, seen=frozenset(), names=frozenset()):
+    """A stable text for a value; ``_Unkeyable`` where there is none.
+
+    ``names`` are the attribute names the code that reads ``value`` uses, so
+    that a module or class of the user's is described by what is read of it.
+    """
     if isinstance(value, (*_PLAIN, np.generic)):
         return repr(value)
-    if isinstance(value, type):
-        return f"type:{value.__module__}.{value.__qualname__}"
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | range):
         return "[" + ",".join(_describe(v, seen) for v in value) + "]"
+    if isinstance(value, set | frozenset):
+        return "{" + ",".join(sorted(_describe(v, seen) for v in value)) + "}"
     if isinstance(value, dict):
         return _describe(sorted(value.items(), key=lambda kv: repr(kv[0])), seen)
     if isinstance(value, np.ndarray | torch.Tensor):
         return f"array:{_fingerprint_data(value)}"
-    if isinstance(value, types.ModuleType):
-        return f"module:{value.__name__}"
     if isinstance(value, nn.Module):
         return f"nn.Module:{fingerprint_module(value)}"
+    if isinstance(value, types.ModuleType | type):
+        kind = "module" if isinstance(value, types.ModuleType) else "type"
+        label = getattr(value, "__qualname__", value.__name__)
+        text = f"{kind}:{getattr(value, '__module__', '')}.{label}"
+        if value in seen or _library(value):
+            return text
+        return f"{text}({_attributes(value, names, seen | {value})})"
     if isinstance(value, types.FunctionType):
+        if _library(value):
+            return f"function:{value.__module__}.{value.__qualname__}"
         return _describe_function(value, seen)
     if isinstance(value, types.BuiltinFunctionType | np.ufunc):
         module = getattr(value, "__module__", None)
@@ -231,12 +276,14 @@ def _describe(value, seen=frozenset()):
             f"partial:{_describe(value.func, seen)}{_describe(value.args, seen)}"
             f"{_describe(value.keywords, seen)}"
         )
-    raise _Unkeyable(f"{type(value).__module__}.{type(value).__qualname__}")
+    if hasattr(value, "__array__"):  # a DataFrame column, a pandas Index
+        return _describe(np.asarray(value), seen)
+    raise _Unkeyable(f"a value of type {type(value).__module__}.{type(value).__name__}")
 
 
 # Parameters that do not change the numbers; the device enters the key by
-# its type only.
-_IGNORED = {"backbone", "cache", "progress", "pin_memory", "device"}
+# its type only, the memory format by what "auto" resolves to.
+_IGNORED = {"backbone", "cache", "progress", "pin_memory", "device", "classes"}
 
 
 def _key(extractor, X, device):
@@ -245,11 +292,20 @@ def _key(extractor, X, device):
     if data is None:
         return None
     params = extractor.get_params(deep=False)
+    params["channels_last"] = _device.use_channels_last(
+        extractor.channels_last, extractor.backbone
+    )
     h = hashlib.sha256(f"sknap-cache{_VERSION}:{torch.__version__}".encode())
-    h.update(fingerprint_module(extractor.backbone).encode())
+    try:
+        h.update(fingerprint_module(extractor.backbone).encode())
+    except _Unkeyable as err:
+        raise _Unkeyable(f"The backbone: {err}") from None
     for name in sorted(params):
         if name not in _IGNORED:
-            h.update(f"{name}={_describe(params[name])};".encode())
+            try:
+                h.update(f"{name}={_describe(params[name])};".encode())
+            except _Unkeyable as err:
+                raise _Unkeyable(f"The parameter '{name}': {err}") from None
     h.update(f"device={device.type};data={data}".encode())
     return h.hexdigest()
 
@@ -317,30 +373,60 @@ def _matches(value, shape):
             f"it holds {value.dtype} of shape {value.shape}, not float32 of "
             f"shape {shape}"
         )
-    if not _device.all_finite(torch.from_numpy(value)):
+    # A float64 sum of float32 values overflows only where one is not finite.
+    if not np.isfinite(value.sum(dtype=np.float64)):
         return "it holds NaN or infinity"
     return None
+
+
+_META_BYTES = 4096  # an entry's JSON is about 120 bytes
+
+
+def _read_entry(meta_path, data_path, shape):
+    """(array or None, why not): the entry, read only when its files and the
+    array's header say it is the float32 matrix of ``shape``."""
+    for path in (meta_path, data_path):
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None, f"'{path.name}' is not a regular file"
+    with open(meta_path, "rb") as f:
+        meta = json.loads(f.read(_META_BYTES + 1)[: _META_BYTES + 1])
+    if not isinstance(meta, dict):
+        return None, "its JSON is not an object"
+    with open(data_path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            stored, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            stored, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:  # np.save writes 1.0, or 2.0 for a long header
+            return None, f"its .npy version {version} is not one np.save writes"
+        if stored != shape or fortran or dtype != np.float32:
+            return None, (
+                f"it holds {dtype} of shape {stored}, not float32 of shape {shape}"
+            )
+        size = os.fstat(f.fileno()).st_size - f.tell()
+        if size != math.prod(shape) * 4:
+            return None, f"it holds {size} bytes of data, not {math.prod(shape) * 4}"
+        value = np.fromfile(f, dtype=np.float32).reshape(shape)
+    problem = _matches(value, shape)
+    if problem is None and meta.get("sha256") != _checksum(value):
+        problem = "its bytes differ from the checksum written with it"
+    return (None, problem) if problem else (value, None)
 
 
 def _load_disk(folder, key, shape):
     """The entry of ``key`` when it holds the matrix of ``shape``; None on a miss."""
     meta_path, data_path = folder / f"{key}.json", folder / f"{key}.npy"
-    if not meta_path.exists() and not data_path.exists():
+    if not os.path.lexists(meta_path) and not os.path.lexists(data_path):
         return None
     try:
-        meta = json.loads(meta_path.read_text())
-        with open(data_path, "rb") as f:
-            value = np.load(f, allow_pickle=False)
-        problem = _matches(value, shape)
-        if problem is None and meta.get("sha256") != _checksum(value):
-            problem = "its bytes differ from the checksum written with it"
-    except (OSError, ValueError, EOFError, TypeError, AttributeError) as err:
-        problem = f"it cannot be read ({err})"
+        value, problem = _read_entry(meta_path, data_path, shape)
+    except Exception as err:  # noqa: BLE001 - any damage is a miss, never a crash
+        value, problem = None, f"it cannot be read ({type(err).__name__}: {err})"
     if problem is not None:
         _warn(
             f"The cache entry '{data_path}' does not hold what its key says: {problem}."
         )
-        return None
     return value
 
 
@@ -375,10 +461,11 @@ def cached_transform(extractor, X, device, n_columns, compute):
         key = _key(extractor, X, device)
     except _Unkeyable as err:
         _warn(
-            f"A parameter of type {err} (the callable given as 'reduce') cannot be "
-            "keyed: the cache cannot see the state it reads, so nothing is cached "
-            "for it. Give a plain function, whose closure and globals are numbers, "
-            "strings, arrays, modules or functions."
+            f"{err} cannot be keyed: the cache cannot see all that changes the "
+            "numbers, so nothing is cached. A callable 'reduce' should be a plain "
+            "function whose closure and globals are numbers, strings, arrays, "
+            "modules or functions; a backbone, modules without forward hooks whose "
+            "attributes are such values."
         )
         return compute(X)
     if key is None:

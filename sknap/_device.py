@@ -117,14 +117,15 @@ class EvalMode:
         self.flags = [(m, m.training) for m in self.module.modules()]
         # module.eval() sets every flag again, through nn.Module.__setattr__:
         # skip it for a backbone already in eval mode.
-        self.changed = any(flag for _, flag in self.flags)
-        if self.changed:
+        if any(flag for _, flag in self.flags):
             self.module.eval()
         return self.module
 
     def __exit__(self, *exc):
-        if self.changed:
-            for m, flag in self.flags:
+        # Always: a flag may have been switched during the pass (by another
+        # thread, or by the forward pass itself).
+        for m, flag in self.flags:
+            if m.training != flag:
                 m.training = flag
         return False
 

@@ -128,7 +128,8 @@ class LayerHooks:
                 raise ValueError(
                     f"Layer '{name}' returned {type(output).__name__}, not a tensor, "
                     "so its activations cannot be read. Choose a layer whose output "
-                    "is a tensor (see sknap.list_layers(backbone))."
+                    "is a tensor ([name for name, _ in backbone.named_modules()] "
+                    "lists the modules)."
                 )
             out = output.detach()
             reduced = reduce_output(out, self.reduce, name, self.n_rows)

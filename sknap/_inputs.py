@@ -145,6 +145,12 @@ def first_input(batch):
             "The Dataset yields dicts; ActivationExtractor expects tensors or "
             "(input, target) tuples. Wrap it so that it yields the input first."
         )
+    if isinstance(batch, (tuple, list)):
+        raise TypeError(
+            "The input part of a batch is a list: the Dataset's items are lists, "
+            "which the DataLoader's default_collate turns into one tensor per "
+            "feature, not one row per sample. " + BATCH_HINT
+        )
     if not isinstance(batch, torch.Tensor):
         try:
             batch = torch.as_tensor(np.asarray(batch))
@@ -153,23 +159,44 @@ def first_input(batch):
                 f"A batch of type {type(batch).__name__} from the Dataset or "
                 f"DataLoader could not be made into a tensor: {err}. " + BATCH_HINT
             ) from err
+    if batch.ndim < 2:
+        raise TypeError(
+            f"A batch from the Dataset or DataLoader has shape {tuple(batch.shape)}"
+            ": no axis of features. A DataLoader with batch_size=None yields single "
+            "samples, not batches, and a Dataset whose items are lists of numbers "
+            "is collated into one tensor per feature: give the loader a "
+            "batch_size, and make each item an array or tensor. " + BATCH_HINT
+        )
     return batch
 
 
-def _in_order(sampler, n, dataset):
-    """Whether the index sampler visits 0 .. n-1 once each, in order."""
+def _in_order(sampler, n):
+    """Whether the sampler (of indices or of batches) visits 0 .. n-1 once
+    each, in order, or a prefix of them (``drop_last``). Exact types are
+    trusted; a subclass is iterated."""
     if type(sampler) is torch.utils.data.SequentialSampler:
-        return sampler.data_source is dataset or len(sampler) == n
+        return len(sampler) == n
     if isinstance(sampler, _RANDOM_SAMPLERS) or getattr(sampler, "shuffle", False):
         return False
-    if isinstance(sampler, torch.utils.data.BatchSampler):
-        return _in_order(sampler.sampler, n, dataset)
+    if type(sampler) is torch.utils.data.BatchSampler:
+        return _in_order(sampler.sampler, n)  # drop_last keeps a prefix
+    if iter(sampler) is sampler:
+        raise ValueError(
+            "The DataLoader's sampler is an iterator, which can be read only "
+            "once, so sknap cannot check its order (and reading it would use it "
+            "up). Give a re-iterable sampler (a list, a Sampler), or pass the "
+            "Dataset itself. " + LABELS_RULE
+        )
     indices = []
     for item in sampler:
-        indices.extend(item if isinstance(item, (list, tuple)) else [item])
+        if isinstance(item, (torch.Tensor, np.ndarray)):
+            item = item.reshape(-1).tolist()
+        elif not isinstance(item, (list, tuple)):
+            item = [item]
+        indices.extend(item)
         if len(indices) > n:
             return False
-    return indices == list(range(n))
+    return indices == list(range(len(indices)))  # all of them, or a prefix
 
 
 def check_loader_order(loader):
@@ -181,6 +208,13 @@ def check_loader_order(loader):
     """
     dataset = loader.dataset
     if isinstance(dataset, torch.utils.data.IterableDataset):
+        if loader.num_workers > 1:
+            raise ValueError(
+                f"The DataLoader reads an IterableDataset with {loader.num_workers} "
+                "workers, which interleave their items, so the rows would not "
+                "come in the data set's order and would not line up with y. Use "
+                "num_workers=0 or 1, or a map-style Dataset. " + LABELS_RULE
+            )
         return
     if loader.num_workers > 0 and not getattr(loader, "in_order", True):
         raise ValueError(
@@ -193,7 +227,7 @@ def check_loader_order(loader):
         loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
     )
     inner = getattr(sampler, "sampler", sampler)
-    if not _in_order(sampler, len(dataset), dataset):
+    if not _in_order(sampler, len(dataset)):
         raise ValueError(
             f"The DataLoader given as X does not visit the data set in order (its "
             f"sampler is {type(inner).__name__}), so the rows would not line up "
@@ -211,6 +245,11 @@ def paired_with_y(batches, y):
     ``y`` must hold one label per sample.
     """
     y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(
+            f"y must be 1-D, one label per sample; got shape {y.shape}. Use "
+            "y.ravel() for a column of labels."
+        )
     start = 0
     for inputs, labels in batches:
         stop = start + len(inputs)

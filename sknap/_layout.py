@@ -14,6 +14,7 @@ of trailing columns does is an error (:func:`check_probability_block`).
 """
 
 import warnings
+from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
@@ -73,8 +74,11 @@ def resolve_n_classes(estimator, n_features, y=None):
     """
     name = type(estimator).__name__
     n_proba = fixed_n_classes(estimator)
-    if n_proba is None and _named_proba(estimator):
-        n_proba = trailing_proba_columns(estimator.feature_names_in_)
+    named = _named_proba(estimator)
+    if named:  # misplaced proba_ columns are an error, whatever n_classes says
+        trailing = trailing_proba_columns(estimator.feature_names_in_)
+    if n_proba is None and named:
+        n_proba = trailing
     elif n_proba is None and y is not None:
         n_proba = len(np.unique(y))
     elif n_proba is None:
@@ -163,3 +167,42 @@ def check_probability_block(estimator, proba, atol=1e-3, *, X=None):
 def layer_of(feature_name):
     """Block name of an activation column, ``'fc1'`` for ``'fc1__7'``."""
     return str(feature_name).rsplit(UNIT_SEPARATOR, 1)[0]
+
+
+@dataclass(frozen=True)
+class ColumnLayout:
+    """The columns of :meth:`ActivationExtractor.transform`, set at its fit.
+
+    ``blocks[i]`` is the name of the i-th block of neurons, recorded from the
+    ``calls[i]`` = (module name, call index) of the forward pass, with
+    ``widths[i]`` neurons from a raw output of ``shapes[i]`` per sample; the
+    last ``len(classes)`` columns are the class probabilities, one per label
+    in ``classes``. Two layouts are equal when every one of these is.
+    """
+
+    blocks: tuple
+    calls: tuple
+    widths: tuple
+    shapes: tuple
+    classes: tuple
+    feature_names: tuple
+
+    @property
+    def n_neurons(self):
+        """Number of activation columns."""
+        return sum(self.widths)
+
+    @property
+    def n_classes(self):
+        """Number of probability columns."""
+        return len(self.classes)
+
+    @property
+    def slices(self):
+        """Columns of each block by name, and of ``"proba"``."""
+        out, start = {}, 0
+        for block, width in zip(self.blocks, self.widths, strict=True):
+            out[block] = slice(start, start + width)
+            start += width
+        out["proba"] = slice(start, start + self.n_classes)
+        return out

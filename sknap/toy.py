@@ -10,7 +10,7 @@ from torch import nn
 
 from .training import train_classifier
 
-__all__ = ["AnyWidthMLP", "make_mlp", "digits_mlp"]
+__all__ = ["make_mlp", "digits_mlp"]
 
 
 def make_mlp(n_features, n_classes, *, hidden=(512, 512), random_state=None):
@@ -98,53 +98,3 @@ def digits_mlp(*, hidden=(64, 32), epochs=30, test_size=0.5, random_state=0):
     model = make_mlp(64, 10, hidden=hidden, random_state=random_state)
     train_classifier(model, X_train, y_train, epochs=epochs, random_state=random_state)
     return model.eval(), X_train, X_test, y_train, y_test
-
-
-class AnyWidthMLP(nn.Module):
-    """A tiny classifier that accepts any number of input features.
-
-    It summarises each row by four statistics (mean, mean absolute value,
-    minimum, maximum) and maps them through ``Linear(4, hidden) -> ReLU ->
-    Linear(hidden, n_classes)``. Only useful where inputs of varying width
-    arrive, as in scikit-learn's estimator checks.
-
-    Parameters
-    ----------
-    n_classes : int, default=3
-        Number of outputs.
-    hidden : int, default=8
-        Width of the hidden ReLU layer.
-    random_state : int, default=0
-        Seed of the weights.
-
-    Examples
-    --------
-    >>> import torch
-    >>> AnyWidthMLP()(torch.ones(2, 7)).shape
-    torch.Size([2, 3])
-    """
-
-    def __init__(self, n_classes=3, hidden=8, random_state=0):
-        super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(random_state)
-            self.fc1 = nn.Linear(4, hidden)
-            self.relu1 = nn.ReLU()
-            self.out = nn.Linear(hidden, n_classes)
-
-    def forward(self, x):
-        """Class scores of a batch.
-
-        Parameters
-        ----------
-        x : Tensor of shape (n_samples, ...)
-            Inputs of any shape; each sample is flattened.
-
-        Returns
-        -------
-        logits : Tensor of shape (n_samples, n_classes)
-            Class scores.
-        """
-        x = x.flatten(1)
-        stats = torch.stack([x.mean(1), x.abs().mean(1), x.amin(1), x.amax(1)], dim=1)
-        return self.out(self.relu1(self.fc1(stats)))

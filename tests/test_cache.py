@@ -7,7 +7,7 @@ from joblib import parallel_backend
 from numpy.testing import assert_array_equal
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from sknap import ActivationExtractor, make_nap_pipeline
+from sknap import ActivationExtractor, _device, make_nap_pipeline
 from sknap._cache import clear_memory_cache, fingerprint_module
 from sknap.toy import make_mlp
 
@@ -22,16 +22,30 @@ def _empty_cache():
 
 
 class Counter:
-    """Counts the forward passes of a module (one per batch) and their rows."""
+    """Forward passes (one per batch) of the extractor, and their rows: it
+    counts the batches sknap copies to the device, one per forward pass.
+    (A hook or a counter inside the model would change its cache key.)"""
 
-    def __init__(self, module):
-        self.calls = 0
-        self.rows = 0
-        module.register_forward_pre_hook(self)
+    def __init__(self, monkeypatch):
+        self.passes = []
+        to_device = _device.to_device
 
-    def __call__(self, module, inputs):
-        self.calls += 1
-        self.rows += inputs[0].shape[0]
+        def counted(batch, *args, **kwargs):
+            self.passes.append(batch.shape[0])
+            return to_device(batch, *args, **kwargs)
+
+        monkeypatch.setattr(_device, "to_device", counted)
+
+    def reset(self):
+        self.passes.clear()
+
+    @property
+    def calls(self):
+        return len(self.passes)
+
+    @property
+    def rows(self):
+        return sum(self.passes)
 
 
 @pytest.fixture
@@ -51,14 +65,14 @@ def _search(model, X, y, n_candidates, cache, n_jobs=None):
     return GridSearchCV(pipe, grid, cv=cv, n_jobs=n_jobs).fit(X, y)
 
 
-def test_grid_search_forward_passes_do_not_grow_with_candidates(data):
+def test_grid_search_forward_passes_do_not_grow_with_candidates(data, monkeypatch):
     X, y = data
     model = make_mlp(12, 3, hidden=(16, 8), random_state=0)
-    counter = Counter(model)
+    counter = Counter(monkeypatch)
     calls, rows = [], []
     for n_candidates in (1, 4):
         clear_memory_cache()
-        counter.calls = counter.rows = 0
+        counter.reset()
         _search(model, X, y, n_candidates, cache="memory")
         calls.append(counter.calls)
         rows.append(counter.rows)
@@ -67,7 +81,7 @@ def test_grid_search_forward_passes_do_not_grow_with_candidates(data):
     assert calls[1] - calls[0] == 3 * 5
     assert rows[1] - rows[0] == 3 * 5 * 2
     # Without the cache every candidate runs the backbone again.
-    counter.rows = 0
+    counter.reset()
     _search(model, X, y, 4, cache=None)
     assert counter.rows > 3 * rows[1]
 
@@ -100,13 +114,13 @@ def test_grid_search_in_parallel_with_a_disk_cache(data, tmp_path, backend):
     assert parallel.best_params_ == plain.best_params_
 
 
-def test_cache_key_follows_weights_layers_and_data(data):
+def test_cache_key_follows_weights_layers_and_data(data, monkeypatch):
     X, _ = data
     model = make_mlp(12, 3, hidden=(16, 8), random_state=0)
-    counter = Counter(model)
+    counter = Counter(monkeypatch)
     extractor = ActivationExtractor(model, device="cpu", cache="memory").fit(X)
     first = extractor.transform(X)
-    counter.calls = 0
+    counter.reset()
     again = extractor.transform(X)
     assert counter.calls == 0
     assert_array_equal(again, first)
@@ -120,7 +134,7 @@ def test_cache_key_follows_weights_layers_and_data(data):
     assert counter.calls == 3  # the fit's probe and one batch
     with torch.no_grad():
         model.fc1.weight.data[0, 0] += 1.0
-    counter.calls = 0
+    counter.reset()
     changed = extractor.transform(X)
     assert counter.calls == 1
     assert not np.array_equal(changed, first)

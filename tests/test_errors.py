@@ -362,12 +362,13 @@ def test_bad_targets(net, data, y, match):
 
 
 def test_layer_name_with_a_close_match(net, data):
-    with pytest.raises(ValueError, match="'relu' .* Did you mean 'relu1'.*list_layers"):
+    match = "'relu' .* Did you mean 'relu1'.*named_modules"
+    with pytest.raises(ValueError, match=match):
         ActivationExtractor(net, layers="relu").fit(data[0])
 
 
 def test_layer_name_without_a_close_match(net, data):
-    with pytest.raises(ValueError, match="'encoder' .*not a module.*list_layers"):
+    with pytest.raises(ValueError, match="'encoder' .*not a module.*named_modules"):
         ActivationExtractor(net, layers=["relu1", "encoder"]).fit(data[0])
 
 

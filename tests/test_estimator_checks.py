@@ -1,5 +1,6 @@
 """scikit-learn's own estimator checks over every sknap estimator."""
 
+from _models import AnyWidthMLP
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sknap import (
@@ -8,7 +9,6 @@ from sknap import (
     ActivationProbabilityFeatures,
     AuxiliaryClassifier,
 )
-from sknap.toy import AnyWidthMLP
 
 # The checks feed random matrices of 1 to 10 columns with 2 or 3 classes, so
 # the steps run on activations alone (n_classes=0, a documented mode) and the

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _models import AnyWidthMLP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -29,7 +30,7 @@ from sknap import (
     LayoutWarning,
     make_nap_pipeline,
 )
-from sknap.toy import AnyWidthMLP, make_mlp
+from sknap.toy import make_mlp
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 

@@ -9,6 +9,7 @@ import os
 import pickle
 import stat
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -681,3 +682,238 @@ def test_any_order_gives_the_same_statistics_or_the_documented_error(
         assert_array_equal(P, P_ref)
         # Rows in other batches may round differently in the backbone.
         assert_allclose(E, E_ref, rtol=1e-6, atol=1e-9)
+
+
+# -- found by a red team after the first fixes ----------------------------------
+
+
+class _Bucketed(BatchSampler):
+    """A bucketing sampler: batches in another order than the data set's."""
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[::-1])
+
+
+def test_a_batch_sampler_subclass_or_drop_last_is_checked(net, data):
+    X, y = data
+    dataset = TensorDataset(torch.from_numpy(X))
+    extractor = _extractor(net).fit(X)
+    bucketed = DataLoader(
+        dataset, batch_sampler=_Bucketed(SequentialSampler(dataset), 16, False)
+    )
+    with pytest.raises(ValueError, match="does not visit the data set in order"):
+        extractor.transform(bucketed)
+    # drop_last keeps the first rows, in order; with y, the lengths differ.
+    dropping = DataLoader(dataset, batch_size=16, drop_last=True)
+    assert extractor.transform(dropping).shape[0] == 48
+    with pytest.raises(ValueError, match="X yielded 48 samples but y has 60"):
+        ActivationProbabilityFeatures().fit(extractor.batches(dropping, y))
+    # Batches given as index arrays, in order, are accepted.
+    arange = [torch.arange(i, min(i + 7, N)) for i in range(0, N, 7)]
+    in_order = DataLoader(dataset, batch_sampler=arange)
+    expected = extractor.transform(X)
+    assert_allclose(extractor.transform(in_order), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_one_shot_sampler_is_named(net, data):
+    X, _ = data
+    loader = DataLoader(TensorDataset(torch.from_numpy(X)), sampler=iter(range(N)))
+    with pytest.raises(ValueError, match="can be read only once"):
+        _extractor(net).fit(X).transform(loader)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __init__(self, X):
+        self.X = X
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        start, step = (0, 1) if info is None else (info.id, info.num_workers)
+        return iter(torch.from_numpy(self.X[start::step]))
+
+
+def test_an_iterable_dataset_read_by_several_workers_is_refused(net, data):
+    X, _ = data
+    loader = DataLoader(_Stream(X), batch_size=8, num_workers=2)
+    with pytest.raises(ValueError, match="workers, which interleave"):
+        _extractor(net).fit(X).transform(loader)
+
+
+class _Lists(Dataset):
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return [self.X[i].tolist(), self.y[i]]
+
+
+def test_items_that_are_lists_are_named(net, data):
+    X, y = data
+    extractor = _extractor(net).fit(X)
+    with pytest.raises(TypeError, match="items are lists"):
+        extractor.transform(DataLoader(_Lists(X, y), batch_size=D))
+    with pytest.raises(TypeError, match="batch_size=None yields single samples"):
+        extractor.transform(DataLoader(TensorDataset(torch.from_numpy(X)), None))
+
+
+def test_y_of_two_dimensions_is_named(net, data):
+    X, y = data
+    dataset = TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
+    with pytest.raises(ValueError, match="y must be 1-D"):
+        _extractor(net).fit_transform(dataset, y[:, None])
+
+
+def _two_classes(scale):
+    class Net(nn.Module):  # the same name, another forward: an edited cell
+        def __init__(self):
+            super().__init__()
+            self.net = make_mlp(D, C, hidden=(8,), random_state=0)
+
+        def forward(self, x):
+            return self.net(x * scale)
+
+    return Net
+
+
+def test_the_cache_key_sees_code_private_and_tensor_attributes(data):
+    X, _ = data
+    results = []
+    for cls in (_two_classes(1.0), _two_classes(2.0)):
+        model = cls()
+        results.append(_extractor(model, cache="memory").fit(X).transform(X))
+    assert not np.allclose(results[0], results[1])
+
+    class Shifted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_mlp(D, C, hidden=(8,), random_state=0)
+            self._shift = 0.0
+            self.mean = torch.zeros(D)  # an attribute, not a buffer
+
+        def forward(self, x):
+            return self.net(x - self.mean + self._shift)
+
+    net = Shifted()
+    extractor = _extractor(net, cache="memory").fit(X)
+    plain = extractor.transform(X)
+    net._shift = 1.0
+    shifted = extractor.transform(X)
+    assert not np.allclose(plain, shifted)
+    net.mean += 1.0
+    assert_allclose(extractor.transform(X), plain, rtol=1e-5, atol=1e-6)
+
+
+def test_a_backbone_with_hooks_is_not_cached(net, data):
+    X, _ = data
+    handle = net.register_forward_pre_hook(lambda module, inputs: (inputs[0] * 2,))
+    try:
+        with pytest.warns(CacheWarning, match="forward hooks"):
+            _extractor(net, cache="memory").fit(X).transform(X)
+    finally:
+        handle.remove()
+
+
+class _Config:
+    scale = 1.0
+
+
+def _scaled_by_config(t):
+    return t * _Config.scale
+
+
+def test_the_cache_key_sees_class_attributes_a_reduce_reads(net, data):
+    X, _ = data
+    first = _extractor(net, reduce=_scaled_by_config, cache="memory").fit(X)
+    a = first.transform(X)
+    try:
+        _Config.scale = 2.0
+        b = _extractor(net, reduce=_scaled_by_config, cache="memory").fit(X)
+        assert_allclose(b.transform(X)[:, :16], 2 * a[:, :16])
+    finally:
+        _Config.scale = 1.0
+
+
+@pytest.mark.parametrize("damage", ["huge_header", "deep_json", "json_device"])
+def test_hostile_cache_files_are_misses(net, data, tmp_path, damage):
+    X, _ = data
+    folder = tmp_path / "cache"
+    expected = _extractor(net).fit(X).transform(X)
+    extractor = _extractor(net, cache=folder).fit(X)
+    extractor.transform(X)
+    (entry,) = _entries(folder)
+    meta = entry.with_suffix(".json")
+    if damage == "huge_header":
+        header = {"descr": "<f4", "fortran_order": False, "shape": (10**12, 19)}
+        with open(entry, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+    elif damage == "deep_json":
+        meta.write_text("[" * 100000 + "]" * 100000)
+    else:
+        meta.unlink()
+        meta.symlink_to("/dev/zero")
+    with pytest.warns(CacheWarning):
+        assert_array_equal(extractor.transform(X), expected)
+
+
+def test_a_layer_wider_than_at_fit_is_named(data):
+    X, _ = data
+    net = make_mlp(D, C, hidden=(8, 8), random_state=0)
+    extractor = _extractor(net).fit(X)
+    net.fc1 = nn.Linear(D, 12)
+    net.fc2 = nn.Linear(12, 8)
+    with pytest.raises(ValueError, match="gives 12 columns where fit saw 8"):
+        extractor.transform(X)
+    with pytest.raises(ValueError, match="gives 12 columns where fit saw 8"):
+        ActivationEntropy(n_classes=C).fit(extractor.batches(X))
+
+
+def test_a_submodule_switched_to_training_is_named_and_restored(data):
+    X, _ = data
+
+    class Dropping(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_mlp(D, C, hidden=(8,), random_state=0)
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x):
+            self.drop.train()
+            return self.net(self.drop(x))
+
+    net = Dropping().eval()
+    with pytest.raises(RuntimeError, match="switched to training mode"):
+        _extractor(net).fit(X)
+    assert not net.drop.training
+
+
+def test_classes_do_not_enter_the_key_and_hits_do_not_warn(net, data):
+    pd = pytest.importorskip("pandas")
+    X, _ = data
+    classes = pd.Index(["a", "b", "c"])
+    extractor = _extractor(net, classes=classes, cache="memory").fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        first = extractor.transform(X)
+        assert_array_equal(extractor.transform(X), first)
+
+
+def test_proba_columns_first_are_refused_with_n_classes_set(net, data):
+    pytest.importorskip("pandas")
+    X, y = data
+    Z = _extractor(net).fit(X).set_output(transform="pandas").transform(X)
+    proba = [c for c in Z.columns if c.startswith("proba_")]
+    reordered = Z[proba + [c for c in Z.columns if c not in proba]]
+    for estimator in (ActivationEntropy, ActivationProbabilityFeatures):
+        with pytest.raises(ValueError, match="must be the last columns"):
+            estimator(n_classes=C).fit(reordered, y)
+
+
+def test_integer_inputs_that_fail_say_they_were_cast(data):
+    X, _ = data
+    net = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.ReLU(), nn.Linear(24, C))
+    tokens = np.random.default_rng(0).integers(0, 10, size=(N, D))
+    with pytest.raises(ValueError, match="integer or boolean type and was cast"):
+        _extractor(net).fit(tokens)

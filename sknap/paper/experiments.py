@@ -213,7 +213,7 @@ def select_blocks(layer_names, layers):
     return {"all": names, "last2": names[-2:], "last": names[-1:]}[layers]
 
 
-def _columns(extractor, blocks):
+def _block_columns(extractor, blocks):
     """Column indices of ``blocks``' activations, then of the probabilities."""
     slices = [extractor.layer_slices_[b] for b in blocks]
     slices.append(extractor.layer_slices_["proba"])
@@ -398,7 +398,7 @@ def evaluate_checkpoint(model, data, settings, *, progress=False):
         "train_acc": backbone_accuracy(Z_train, y_train, C),
         "test_acc": backbone_accuracy(Z_test, y_test, C),
     }
-    cols = _columns(extractor, blocks[settings.layers])
+    cols = _block_columns(extractor, blocks[settings.layers])
     Ztr, Zte = Z_train[:, cols], Z_test[:, cols]
     record.update(_entropy(Ztr, y_train, names[cols], C, settings.n_bins))
     batch = settings.aux_batch_size or auto_aux_batch_size(len(y_train))
@@ -423,7 +423,7 @@ def evaluate_checkpoint(model, data, settings, *, progress=False):
             if blocks[choice] == blocks[settings.layers]:
                 scores = record["aux_train_acc"], record["aux_test_acc"]
             else:
-                c = _columns(extractor, blocks[choice])
+                c = _block_columns(extractor, blocks[choice])
                 scores = aux_scores(
                     *_probability_features(Z_train[:, c], y_train, Z_test[:, c], C)
                 )
