@@ -42,14 +42,10 @@ import numpy as np
 import torch
 from _common import fashion_mnist, fcnn, machine, side_by_side, sync
 
-from sknap import (
-    ActivationEntropy,
-    ActivationExtractor,
-    ActivationProbabilityFeatures,
-    compute_statistics,
-    fused_transform,
-)
+from sknap import ActivationEntropy, ActivationExtractor, ActivationProbabilityFeatures
 from sknap._device import resolve_device
+from sknap.fused import fused_transform
+from sknap.streaming import compute_statistics
 
 
 def resnet18():

@@ -1,7 +1,19 @@
-"""Neuron activation patterns of PyTorch classifiers, as scikit-learn estimators."""
+"""Neuron activation patterns of PyTorch classifiers, as scikit-learn estimators.
 
-from .auxiliary import AuxiliaryClassifier
-from .entropy import ActivationEntropy, activation_entropy
+The top level holds what a user types: the four estimators, the pipeline that
+chains them, the entropy of a matrix, and the warnings and errors. Streaming
+statistics (:mod:`sknap.streaming`), fused scoring (:mod:`sknap.fused`), the
+training monitor (:mod:`sknap.monitor`), statistics of results
+(:mod:`sknap.statistics`) and tiny backbones (:mod:`sknap.toy`) are public in
+their modules; the paper's reproduction is the subpackage :mod:`sknap.paper`,
+which ``import sknap`` does not load.
+"""
+
+from ._auxiliary import AuxiliaryClassifier
+from ._entropy import ActivationEntropy, activation_entropy
+from ._extraction import ActivationExtractor
+from ._pipeline import make_nap_pipeline
+from ._probabilities import ActivationProbabilityFeatures
 from .exceptions import (
     ActivationMemoryError,
     CacheWarning,
@@ -9,15 +21,6 @@ from .exceptions import (
     EmptyClassWarning,
     LayoutWarning,
 )
-from .extraction import ActivationExtractor
-from .fused import fused_transform
-from .pipeline import make_nap_pipeline
-from .probabilities import (
-    ActivationProbabilityFeatures,
-    activation_probability,
-    proposed_proba,
-)
-from .streaming import NeuronStatistics, compute_statistics
 
 __version__ = "0.1.0"
 
@@ -31,11 +34,6 @@ __all__ = [
     "DeadNeuronWarning",
     "EmptyClassWarning",
     "LayoutWarning",
-    "NeuronStatistics",
     "activation_entropy",
-    "activation_probability",
-    "compute_statistics",
-    "fused_transform",
     "make_nap_pipeline",
-    "proposed_proba",
 ]

@@ -1,6 +1,6 @@
 """What every path into the statistics shares: labels, bin edges, memory.
 
-The in-memory fits, the streamed fits and :class:`~sknap.NeuronStatistics`
+The in-memory fits, the streamed fits and :class:`~sknap.streaming.NeuronStatistics`
 all validate labels with :func:`check_labels`, cut bins with
 :func:`bin_edges` and size the second pass's counts with
 :func:`check_memory`, so that each gives the same numbers and the same errors.

@@ -1,4 +1,4 @@
-"""How batches reach :class:`~sknap.NeuronStatistics`.
+"""How batches reach :class:`~sknap.streaming.NeuronStatistics`.
 
 Sources of batches (arrays, tensors, ``(activations, labels)`` pairs,
 DataLoaders, :meth:`ActivationExtractor.batches`), the pass over an
@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 from scipy import sparse
+
+from . import _passes
 
 __all__ = [
     "ActivationBatches",
@@ -56,7 +58,9 @@ def count_extractor_pass(stats, extractor, X, y, probabilities=True):
         # The first pass says whether the block was finite.
         return stats._count(block, rows, offset)
 
-    extractor._consume_blocks(X, y, start, consume, stats._add_samples, probabilities)
+    _passes.consume_blocks(
+        extractor, X, y, start, consume, stats._add_samples, probabilities
+    )
 
 
 def iter_batches(batches):
@@ -111,7 +115,7 @@ class ActivationBatches:
         self.feature_names = extractor.get_feature_names_out()
 
     def __iter__(self):
-        return self.extractor._iter_blocks(self.X, self.y)
+        return _passes.iter_rows(self.extractor, self.X, self.y)
 
     def __repr__(self):
         return f"ActivationBatches({self.extractor!r})"

@@ -19,6 +19,7 @@ from numbers import Integral
 
 import numpy as np
 
+from ._inputs import LABELS_RULE
 from .exceptions import LayoutWarning
 
 PROBA_PREFIX = "proba_"
@@ -83,10 +84,11 @@ def resolve_n_classes(estimator, n_features, y=None):
         n_proba = len(np.unique(y))
     elif n_proba is None:
         raise ValueError(
-            f"{name} cannot tell how many of the last columns of X are class "
-            "probabilities: n_classes='auto' needs y, or feature names with the "
-            f"'{PROBA_PREFIX}' prefix. Pass y to fit, set n_classes to the number "
-            "of backbone outputs (0 when X holds activations only), or call "
+            f"{name}.fit got no y, the class labels. In a pipeline "
+            "(make_nap_pipeline), pass them: pipe.fit(X, y). " + LABELS_RULE + " "
+            f"Alone, {name} cannot tell how many of the last columns of X are "
+            "class probabilities without y: set n_classes to the number of "
+            "backbone outputs (0 when X holds activations only), or call "
             "set_output(transform='pandas') on the ActivationExtractor."
         )
     if n_proba >= n_features and not (n_proba == 0 and n_features == 0):

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _engine
 from ._engine_sources import ActivationBatches, two_passes
+from ._inputs import LABELS_RULE
 from ._layout import fixed_n_classes, resolve_n_classes, trailing_proba_columns
 from .exceptions import EmptyClassWarning
 from .streaming import NeuronStatistics
@@ -37,7 +38,7 @@ def statistics_of(X, y=None, n_bins=None, binning="right", per_class=True):
     return second.update(X, y)
 
 
-def _layout(estimator, stats):
+def _columns_of(estimator, stats):
     """(n_neurons, n_proba): activation and probability columns of ``stats``."""
     n_columns = stats.n_neurons_
     names = stats.feature_names
@@ -52,7 +53,7 @@ def _layout(estimator, stats):
 def _reset(estimator, stats):
     """Forget the column names of an earlier fit; set ``n_features_in_``.
 
-    Called before :func:`_layout`, which must not read the names of an
+    Called before :func:`_columns_of`, which must not read the names of an
     earlier in-memory fit.
     """
     if hasattr(estimator, "feature_names_in_"):
@@ -112,7 +113,7 @@ def fit_entropy(estimator, X, y=None):
             "same values in begin_histograms and in ActivationEntropy."
         )
     _reset(estimator, stats)
-    n, n_proba = _layout(estimator, stats)
+    n, n_proba = _columns_of(estimator, stats)
     estimator.n_classes_in_ = n_proba
     return entropy_from_statistics(estimator, stats, n, stacklevel=5)
 
@@ -157,7 +158,7 @@ def warn_empty_classes(classes, class_count, stacklevel=2):
 def probability_from_counts(active, class_count, alpha=0.0):
     """``P = (active + alpha) / (n_c + 2 alpha)``, 0 where that divides by 0.
 
-    The same arithmetic as :func:`~sknap.activation_probability`, from counts.
+    The same arithmetic as ``sknap._probabilities.activation_probability``, from counts.
     """
     active = np.asarray(active, dtype=np.float64)
     denominator = np.asarray(class_count, dtype=np.float64)[:, None] + 2.0 * alpha
@@ -172,10 +173,11 @@ def fit_probabilities(estimator, X, y=None):
     if not stats._labelled:
         raise ValueError(
             "ActivationProbabilityFeatures needs class labels: yield "
-            "(activations, labels) pairs, e.g. ActivationExtractor.batches(X, y)."
+            "(activations, labels) pairs, e.g. ActivationExtractor.batches(X, y). "
+            + LABELS_RULE
         )
     _reset(estimator, stats)
-    n, _ = _layout(estimator, stats)
+    n, _ = _columns_of(estimator, stats)
     return probabilities_from_statistics(estimator, stats, n, stacklevel=5)
 
 

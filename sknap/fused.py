@@ -12,16 +12,16 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from . import _device
+from . import _device, _passes
 
 __all__ = ["fused_transform"]
 
 
 def _steps(pipeline):
     """(extractor, entropy or None, probabilities) of a fitted pipeline."""
-    from .entropy import ActivationEntropy
-    from .extraction import ActivationExtractor
-    from .probabilities import ActivationProbabilityFeatures
+    from ._entropy import ActivationEntropy
+    from ._extraction import ActivationExtractor
+    from ._probabilities import ActivationProbabilityFeatures
 
     if hasattr(pipeline, "steps"):
         steps = [est for _, est in pipeline.steps]
@@ -156,12 +156,12 @@ def fused_transform(pipeline, X):
             proba = torch.full_like(q, 1.0 / n_classes)
         out.append(_features(q, proba).cpu().numpy())
 
-    extractor._consume_blocks(X, None, start, consume, finish)
+    _passes.consume_blocks(extractor, X, None, start, consume, finish)
     return np.concatenate(out, axis=0)
 
 
 def _features(q, proba):
-    """:func:`~sknap.proposed_proba` from ``q = u @ P.T``, and the probabilities.
+    """``proposed_proba`` from ``q = u @ P.T``, and the probabilities.
 
     In float32 rather than float64: the result is float32 either way, and
     the sums over neurons differ from the float64 ones by about 1e-7

@@ -15,9 +15,9 @@ import warnings
 import numpy as np
 
 from ._device import module_device
-from .entropy import ActivationEntropy
+from ._entropy import ActivationEntropy
+from ._extraction import ActivationExtractor
 from .exceptions import DeadNeuronWarning
-from .extraction import ActivationExtractor
 from .statistics import backbone_accuracy, correlation
 
 __all__ = ["ActivationMonitor"]

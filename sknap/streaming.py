@@ -1,7 +1,7 @@
 """Exact statistics of activations that never sit in memory all at once.
 
-Entropy and activation probabilities need only sums over samples (design.md,
-section 5): per class and neuron, the largest value and how many values are
+Entropy and activation probabilities need only sums over samples
+(docs/definitions.md): per class and neuron, the largest value and how many values are
 positive; per neuron, how many values fall in each bin. The bins need the
 maxima first, so an exact fit takes two passes over the data: the first
 gathers maxima and the counts for ``P``, the second counts the bins. The second
@@ -171,11 +171,7 @@ class NeuronStatistics:
 
     @property
     def counts_(self):
-        """Counts of shape (n_classes, n_neurons, n_bins + 1) of the second pass.
-
-        ``counts_[c, j, 0]`` are the values ``<= 0``, ``counts_[c, j, k + 1]``
-        those in bin ``k``.
-        """
+        """Counts of shape (n_classes, n_neurons, n_bins + 1) in each state."""
         if self._above is None:
             return None
         return _kernels.states_from_above(self._above, self._seen_count, self.binning)

@@ -16,7 +16,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from numpy.testing import assert_array_equal
 
-from sknap import ActivationEntropy, ActivationProbabilityFeatures, NeuronStatistics
+from sknap import ActivationEntropy, ActivationProbabilityFeatures
+from sknap.streaming import NeuronStatistics
 
 pytestmark = [
     pytest.mark.skipif(not dist.is_available(), reason="torch.distributed missing"),

@@ -12,8 +12,8 @@ from sknap import (
     ActivationEntropy,
     ActivationMemoryError,
     ActivationProbabilityFeatures,
-    NeuronStatistics,
 )
+from sknap.streaming import NeuronStatistics
 
 BAD_LABELS = {
     "nan": (np.array([0.0, np.nan, 1.0, 1.0, 0.0, 1.0]), "Input y contains NaN"),

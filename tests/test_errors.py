@@ -24,10 +24,10 @@ from sknap import (
     AuxiliaryClassifier,
     DeadNeuronWarning,
     EmptyClassWarning,
-    NeuronStatistics,
     _device,
     make_nap_pipeline,
 )
+from sknap.streaming import NeuronStatistics
 from sknap.toy import make_mlp
 
 N_FEATURES, N_CLASSES = 4, 3

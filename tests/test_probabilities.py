@@ -1,4 +1,4 @@
-"""Numeric tests of activation probabilities and Y_proposed (design.md section 2).
+"""Numeric tests of activation probabilities and Y_proposed (docs/definitions.md).
 
 Every expected value is worked out by hand from the definitions, with the
 computation in a comment:
@@ -15,13 +15,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from sknap import (
-    ActivationProbabilityFeatures,
-    EmptyClassWarning,
-    LayoutWarning,
-    activation_probability,
-    proposed_proba,
-)
+from sknap import ActivationProbabilityFeatures, EmptyClassWarning, LayoutWarning
+from sknap._probabilities import activation_probability, proposed_proba
 
 RTOL = 1e-6
 ATOL = 1e-7

@@ -26,9 +26,8 @@ from sknap import (
     ActivationExtractor,
     ActivationProbabilityFeatures,
     activation_entropy,
-    activation_probability,
-    proposed_proba,
 )
+from sknap._probabilities import activation_probability, proposed_proba
 from sknap.streaming import NeuronStatistics
 from sknap.toy import make_mlp
 

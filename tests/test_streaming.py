@@ -9,13 +9,12 @@ from sknap import (
     ActivationEntropy,
     ActivationExtractor,
     ActivationProbabilityFeatures,
-    NeuronStatistics,
     _histogram,
     _kernels,
-    compute_statistics,
-    fused_transform,
     make_nap_pipeline,
 )
+from sknap.fused import fused_transform
+from sknap.streaming import NeuronStatistics, compute_statistics
 from sknap.toy import make_mlp
 
 BACKENDS = ["numba", "torch"] if _kernels.numba is not None else ["torch"]

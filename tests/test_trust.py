@@ -917,3 +917,13 @@ def test_integer_inputs_that_fail_say_they_were_cast(data):
     tokens = np.random.default_rng(0).integers(0, 10, size=(N, D))
     with pytest.raises(ValueError, match="integer or boolean type and was cast"):
         _extractor(net).fit(tokens)
+
+
+def test_a_pipeline_fit_without_y_says_to_pass_y(net, data):
+    X, y = data
+    loader = DataLoader(TensorDataset(torch.from_numpy(X), torch.from_numpy(y)))
+    pipe = make_nap_pipeline(net, max_iter=1, device="cpu")
+    with pytest.raises(
+        ValueError, match=r"got no y.*pipe\.fit\(X, y\).*rule for labels"
+    ):
+        pipe.fit(loader)

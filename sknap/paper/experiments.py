@@ -34,11 +34,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from ..auxiliary import AuxiliaryClassifier
-from ..entropy import ActivationEntropy
+from .._auxiliary import AuxiliaryClassifier
+from .._entropy import ActivationEntropy
+from .._extraction import ActivationExtractor
+from .._probabilities import ActivationProbabilityFeatures
 from ..exceptions import DeadNeuronWarning
-from ..extraction import ActivationExtractor
-from ..probabilities import ActivationProbabilityFeatures
 from ..statistics import backbone_accuracy
 from ..training import train_classifier
 from .datasets import subsample

@@ -16,7 +16,7 @@ from ._hooks import unit_names
 from ._inputs import check_finite, check_loader_order, check_memory, count_samples
 from ._layers import CALL_SEPARATOR, OUTPUTS, REDUCTIONS
 from ._layout import PROBA_PREFIX, ColumnLayout
-from ._passes import BackbonePass, consume_blocks, iter_rows
+from ._passes import BackbonePass, iter_rows
 
 __all__ = ["ActivationExtractor"]
 
@@ -519,14 +519,6 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
     def n_outputs_(self):
         """Number of classes the backbone scores (probability columns)."""
         return self.layout_.n_classes
-
-    # Used by sknap.streaming and sknap.fused until they call _passes directly.
-
-    def _iter_blocks(self, X, y=None, hold=False, ordered=False):
-        return iter_rows(self, X, y, hold=hold, ordered=ordered)
-
-    def _consume_blocks(self, X, y, start, consume, finish, probabilities=True):
-        consume_blocks(self, X, y, start, consume, finish, probabilities)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -2,10 +2,10 @@
 
 from sklearn.pipeline import Pipeline
 
-from .auxiliary import AuxiliaryClassifier
-from .entropy import ActivationEntropy
-from .extraction import ActivationExtractor
-from .probabilities import ActivationProbabilityFeatures
+from ._auxiliary import AuxiliaryClassifier
+from ._entropy import ActivationEntropy
+from ._extraction import ActivationExtractor
+from ._probabilities import ActivationProbabilityFeatures
 
 __all__ = ["make_nap_pipeline"]
 

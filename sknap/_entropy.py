@@ -1,4 +1,4 @@
-"""Activation-pattern entropy (Section 5.1 of the paper, design.md section 1)."""
+"""Activation-pattern entropy (Section 5.1 of the paper; docs/definitions.md)."""
 
 import warnings
 from numbers import Integral, Real
