@@ -165,7 +165,13 @@ def use_channels_last(option, module):
 def to_device(batch, device, dtype, *, pin=False, channels_last=False):
     """A copy of ``batch`` on ``device`` in ``dtype``, never the caller's
     tensor: pinned and copied without blocking the host where that helps,
-    channels-last when asked."""
+    channels-last when asked. A dict is copied value by value; ``dtype``
+    None keeps the batch's own dtype."""
+    if isinstance(batch, dict):
+        return {
+            k: to_device(v, device, dtype if v.is_floating_point() else None, pin=pin)
+            for k, v in batch.items()
+        }
     if pin and batch.device.type == "cpu" and not batch.is_pinned():
         batch = batch.pin_memory()  # a copy already
         return to_device(batch, device, dtype, channels_last=channels_last)

@@ -16,11 +16,24 @@ from ._hooks import unit_names
 from ._inputs import check_finite, check_loader_order, check_memory, count_samples
 from ._layers import CALL_SEPARATOR, OUTPUTS, REDUCTIONS
 from ._layout import PROBA_PREFIX, ColumnLayout
-from ._passes import BackbonePass, iter_rows
+from ._passes import BackbonePass, iter_rows, sample_shape
+from .data import IndexedDataset
 
 __all__ = ["ActivationExtractor"]
 
 _DATA = (torch.utils.data.Dataset, torch.utils.data.DataLoader)
+
+
+def _sliced_dataset(X):
+    """Whether X is a sequence of samples that scikit-learn slices like an
+    array of one axis (skorch's SliceDataset): read as a Dataset."""
+    return (
+        not isinstance(X, (np.ndarray, torch.Tensor))
+        and not hasattr(X, "iloc")
+        and hasattr(X, "__getitem__")
+        and hasattr(X, "__len__")
+        and len(getattr(X, "shape", ())) == 1
+    )
 
 
 class ActivationExtractor(TransformerMixin, BaseEstimator):
@@ -70,9 +83,14 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         ``[name for name, _ in backbone.named_modules()]`` lists them;
         ``"name#k"`` keeps only the k-th call of that
         module. A type, such as ``torch.nn.ReLU``, selects every module of that
-        type. ``None`` is the paper's choice: every ``nn.ReLU`` module, that is
-        every ReLU output but the output layer. Blocks are ordered by the first
-        time they run in the forward pass.
+        type. ``None`` is the paper's choice, every activation output but the
+        output layer: every activation module (``nn.ReLU``, ``nn.GELU``,
+        ``nn.SiLU`` and the like, and modules of other libraries whose class
+        name says ReLU, GELU, SiLU, Swish or Mish, such as Hugging Face's
+        ``GELUActivation``). "Active" means > 0 for each of them: for ReLU the
+        units that pass their input on, for GELU and SiLU (whose outputs dip
+        slightly below 0) the units whose input is > 0. Blocks are ordered by
+        the first time they run in the forward pass.
     reduce : {"mean", "max", "active_fraction", "flatten"} or callable, \
             default="mean"
         How an output with spatial dimensions, (n, C, H, W) or (n, C, L),
@@ -83,7 +101,12 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         ``"active_fraction"`` the fraction of positions > 0 (one per channel).
         ``"flatten"`` keeps every unit (channel x position), the paper's
         literal definition, whose size grows with the input. A callable maps
-        the output tensor to a (n, n_units) tensor.
+        the output tensor to a (n, n_units) tensor. Token activations of a
+        transformer, (n, tokens, units), become one neuron per unit the same
+        way, over the real tokens only (those the batch's ``attention_mask``
+        marks, when the batch is a dict that has one): their mean by default.
+        A 3-D output is taken as tokens unless the backbone has ``nn.Conv1d``
+        modules, whose maps are (n, C, L).
     batch_size : int, default=256
         Samples per forward pass.
     device : str or torch.device, default="auto"
@@ -95,7 +118,8 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
     output_key : int or str, default=None
         When the backbone returns a tuple or a dict, the index or key of the
         class scores (``0`` or ``"logits"`` for torchvision's Inception-v3 in
-        training mode).
+        training mode). None takes the ``"logits"`` of a dict that has one, as
+        a Hugging Face model's output does.
     classes : array-like of shape (n_outputs,), default=None
         Labels of the backbone's outputs, used in the probability column
         names; ``None`` is ``0 .. n_outputs - 1``.
@@ -231,6 +255,8 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         """Validated ``X`` (array or tensor) or a Dataset/DataLoader as it is."""
         if isinstance(X, _DATA):
             return X
+        if _sliced_dataset(X):
+            return IndexedDataset(X)
         if isinstance(X, torch.Tensor):
             if X.ndim < 2 or X.shape[0] == 0:
                 raise ValueError(
@@ -281,9 +307,15 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         first = next(iter(run.batches), (None, None))[0]
         if first is None:
             raise ValueError("X is empty: ActivationExtractor needs at least 1 sample.")
-        first = first[:2]
-        self.input_shape_ = tuple(first.shape[1:])
-        if not hasattr(self, "n_features_in_") or isinstance(X, _DATA):
+        first = (
+            {k: v[:2] for k, v in first.items()}
+            if isinstance(first, dict)
+            else first[:2]
+        )
+        self.input_shape_ = sample_shape(first)
+        if isinstance(first, dict):
+            self.n_features_in_ = 1  # keyword inputs: no axis of features
+        elif not hasattr(self, "n_features_in_") or isinstance(X, _DATA):
             self.n_features_in_ = self.input_shape_[0] if self.input_shape_ else 1
         with run.hooked() as hooks:
             proba, _ = run.forward(hooks, first)
@@ -327,7 +359,8 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             )
         names = []
         for block, call, values in zip(blocks, hooks.order, outputs, strict=True):
-            names += unit_names(block, hooks.shapes[call], self.reduce, values.shape[1])
+            shape = hooks.shapes[call]
+            names += unit_names(block, shape, self.reduce, values.shape[1], run.tokens)
         names += [f"{PROBA_PREFIX}{c}" for c in classes]
         self.layout_ = ColumnLayout(
             blocks=tuple(blocks),

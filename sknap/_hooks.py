@@ -8,11 +8,14 @@ from ._layout import UNIT_SEPARATOR
 __all__ = ["LayerHooks", "reduce_output", "unit_names"]
 
 
-def reduce_output(output, reduce, name="?", n_rows=None):
+def reduce_output(output, reduce, name="?", n_rows=None, tokens=False, mask=None):
     """(n_samples, n_units) tensor from the output of layer ``name``.
 
     ``n_rows``, the batch's number of samples, is checked when given: every
-    block has one row per sample.
+    block has one row per sample. With ``tokens``, a 3-D output is (batch,
+    tokens, units) and is reduced over the tokens, the real ones only where
+    ``mask`` (batch, tokens) says which; else over its last axis, as a conv
+    map (batch, channels, length).
     """
     rows = output.shape[0] if n_rows is None and output.ndim else n_rows
     if not callable(reduce) and (output.ndim == 0 or output.shape[0] != rows):
@@ -49,6 +52,8 @@ def reduce_output(output, reduce, name="?", n_rows=None):
         return output[:, None]
     if output.ndim == 2:
         return output
+    if tokens and output.ndim == 3:
+        return _reduce_tokens(output, reduce, name, mask)
     if reduce == "flatten":
         return output.flatten(1)
     maps = output.flatten(2)
@@ -59,12 +64,38 @@ def reduce_output(output, reduce, name="?", n_rows=None):
     return (maps > 0).to(output.dtype).mean(dim=2)
 
 
-def unit_names(block, output_shape, reduce, n_units):
+def _reduce_tokens(output, reduce, name, mask):
+    """(batch, units) from (batch, tokens, units), over the real tokens."""
+    if mask is None or mask.shape != output.shape[:2]:
+        mask = torch.ones(output.shape[:2], dtype=torch.bool, device=output.device)
+    elif reduce == "flatten":
+        raise ValueError(
+            f"reduce='flatten' keeps every token of layer '{name}', but the "
+            "number of tokens changes with the padding of each batch (the "
+            "attention mask). Use reduce='mean' (the default), 'max' or "
+            "'active_fraction', which reduce over the real tokens."
+        )
+    if reduce == "flatten":
+        return output.flatten(1)
+    real = mask.to(torch.bool)[:, :, None]
+    count = real.sum(dim=1).clamp_min(1).to(output.dtype)
+    if reduce == "mean":
+        return torch.where(real, output, 0).sum(dim=1) / count
+    if reduce == "max":
+        low = torch.finfo(output.dtype).min
+        top = torch.where(real, output, low).amax(dim=1)
+        return torch.where(real.any(dim=1), top, 0)
+    return ((output > 0) & real).sum(dim=1).to(output.dtype) / count
+
+
+def unit_names(block, output_shape, reduce, n_units, tokens=False):
     """Column names of one block, ``block__unit``.
 
     ``n_units`` is the width after reduction; with ``reduce="flatten"`` a unit
     is named by its index in the raw output, ``channel_row_col``.
     """
+    if tokens and len(output_shape) == 3 and reduce != "flatten":
+        return [f"{block}{UNIT_SEPARATOR}{u}" for u in range(n_units)]
     if reduce == "flatten" and len(output_shape) > 2:
         return [
             f"{block}{UNIT_SEPARATOR}{'_'.join(map(str, index))}"
@@ -91,6 +122,10 @@ class LayerHooks:
         self.shapes = {}
         # Samples of the batch in the forward pass; every block has as many rows.
         self.n_rows = None
+        # Whether 3-D outputs are (batch, tokens, units), and the batch's
+        # attention mask (batch, tokens) or None.
+        self.tokens = False
+        self.mask = None
         # Optional {(name, call): tensor view}: a block is copied straight into
         # its columns of the caller's rows, instead of cloned then concatenated.
         self.sink = None
@@ -132,7 +167,9 @@ class LayerHooks:
                     "lists the modules)."
                 )
             out = output.detach()
-            reduced = reduce_output(out, self.reduce, name, self.n_rows)
+            reduced = reduce_output(
+                out, self.reduce, name, self.n_rows, self.tokens, self.mask
+            )
             self.order.append((name, k))
             if self.consume is not None:
                 # Used before anything later in the forward pass can change it.

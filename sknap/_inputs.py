@@ -9,6 +9,8 @@ from .exceptions import ActivationMemoryError
 __all__ = [
     "BATCH_HINT",
     "LABELS_RULE",
+    "LABEL_KEYS",
+    "batch_rows",
     "check_finite",
     "check_loader_order",
     "check_memory",
@@ -104,9 +106,11 @@ def raise_nonfinite(name):
 
 
 BATCH_HINT = (
-    "Each item must be a tensor or numpy array, all of one shape, or a tuple "
+    "Each item must be a tensor or numpy array, all of one shape, a tuple "
     "whose first element is one (images need a transform such as "
-    "torchvision.transforms.ToTensor())."
+    "torchvision.transforms.ToTensor()), or a dict of tensors (a tokenizer's "
+    "output, passed to the backbone as keyword arguments; 'labels' or 'label' "
+    "holds the labels)."
 )
 
 
@@ -131,20 +135,52 @@ def loader_batches(loader, labelled=False):
             labels = None
             if isinstance(batch, (tuple, list)) and len(batch) > 1:
                 labels = batch[1]
+            elif isinstance(batch, dict):
+                labels = next((batch[k] for k in LABEL_KEYS if k in batch), None)
             yield first_input(batch), labels
         else:
             yield first_input(batch)
 
 
+# Keys of a dict batch that hold its labels, not inputs of the backbone.
+LABEL_KEYS = ("labels", "label")
+
+
+def batch_rows(batch):
+    """Number of samples of an input batch: a tensor, or a dict of them."""
+    if isinstance(batch, dict):
+        return len(next(iter(batch.values())))
+    return batch.shape[0]
+
+
+def _dict_input(batch):
+    """The tensors of a dict batch (a tokenizer's output), labels left out."""
+    inputs = {k: v for k, v in batch.items() if k not in LABEL_KEYS}
+    if not inputs or not all(isinstance(v, torch.Tensor) for v in inputs.values()):
+        raise TypeError(
+            "A dict batch must map the backbone's keyword arguments to tensors "
+            f"(such as input_ids and attention_mask); got keys {sorted(batch)} "
+            "holding "
+            + ", ".join(sorted({type(v).__name__ for v in batch.values()}))
+            + ". "
+            + BATCH_HINT
+        )
+    rows = {len(v) for v in inputs.values()}
+    if len(rows) > 1:
+        raise ValueError(
+            f"The tensors of a dict batch have different numbers of rows {sorted(rows)}"
+            "; each must hold one row per sample."
+        )
+    return inputs
+
+
 def first_input(batch):
-    """The input part of a Dataset item or DataLoader batch."""
+    """The input part of a Dataset item or DataLoader batch: a tensor, or a
+    dict of tensors passed to the backbone as keyword arguments."""
     if isinstance(batch, (tuple, list)):
         batch = batch[0]
     if isinstance(batch, dict):
-        raise ValueError(
-            "The Dataset yields dicts; ActivationExtractor expects tensors or "
-            "(input, target) tuples. Wrap it so that it yields the input first."
-        )
+        return _dict_input(batch)
     if isinstance(batch, (tuple, list)):
         raise TypeError(
             "The input part of a batch is a list: the Dataset's items are lists, "
@@ -252,7 +288,7 @@ def paired_with_y(batches, y):
         )
     start = 0
     for inputs, labels in batches:
-        stop = start + len(inputs)
+        stop = start + batch_rows(inputs)
         if stop > len(y):
             raise ValueError(
                 f"X yields more samples than y has labels ({len(y)}); give one "

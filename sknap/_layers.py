@@ -6,7 +6,15 @@ import difflib
 import torch
 from torch import nn
 
-__all__ = ["CALL_SEPARATOR", "OUTPUTS", "REDUCTIONS", "class_probabilities", "select"]
+__all__ = [
+    "ACTIVATIONS",
+    "CALL_SEPARATOR",
+    "OUTPUTS",
+    "REDUCTIONS",
+    "class_probabilities",
+    "is_activation",
+    "select",
+]
 
 REDUCTIONS = ("mean", "max", "active_fraction", "flatten")
 OUTPUTS = ("logits", "proba", "log_proba")
@@ -14,24 +22,56 @@ CALL_SEPARATOR = "#"
 _NAMES_HINT = "[name for name, _ in backbone.named_modules()] lists the names"
 
 
+# Activation functions that layers=None records. "Active" is > 0 for all of
+# them: for ReLU exactly the units that pass their input on; for GELU, SiLU
+# and the like (small negative outputs), the units whose input is > 0.
+ACTIVATIONS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+)
+# Activation modules of other libraries (Hugging Face's GELUActivation,
+# timm's own GELU or Swish), recognised by the name of their class.
+_ACTIVATION_NAMES = ("relu", "gelu", "silu", "swish", "mish")
+
+
+def is_activation(module):
+    """Whether ``layers=None`` records ``module``: an activation function."""
+    if isinstance(module, ACTIVATIONS):
+        return True
+    name = type(module).__name__.lower()
+    leaf = next(module.children(), None) is None
+    return leaf and any(a in name for a in _ACTIVATION_NAMES)
+
+
 def select(backbone, layers):
     """(modules, wanted): the modules to hook by name, and the (name, call)
     pairs to keep, or None to keep every call.
 
-    ``layers`` is the extractor's parameter: None (every ``nn.ReLU``), a
+    ``layers`` is the extractor's parameter: None (every activation module,
+    :func:`is_activation`), a
     module name (``"name#k"`` for the k-th call only), a module type, or a
     list of these.
     """
     named = dict(backbone.named_modules())
     named.pop("", None)
     if layers is None:
-        chosen = [n for n, m in named.items() if isinstance(m, nn.ReLU)]
+        chosen = [n for n, m in named.items() if is_activation(m)]
         if not chosen:
             raise ValueError(
-                "layers=None selects every nn.ReLU module, but the backbone has "
-                "none (it may call torch.nn.functional.relu, which hooks cannot "
-                "see). Choose layers by name or type, for instance "
-                f"layers={list(named)[-2:]!r}; {_NAMES_HINT}."
+                "layers=None selects every activation module (ReLU, GELU, SiLU, "
+                "...), but the backbone has none (it may call functions such as "
+                "torch.nn.functional.relu, which hooks cannot see). Choose layers "
+                f"by name or type, for instance layers={list(named)[-2:]!r}; "
+                f"{_NAMES_HINT}."
             )
         return {n: named[n] for n in chosen}, None
     if isinstance(layers, (str, type)):
@@ -81,6 +121,8 @@ def class_probabilities(output, kind="logits", key=None):
     """Float32 class probabilities of shape (n_samples, n_classes) from what
     the backbone returned: ``kind`` is the extractor's ``output`` parameter,
     ``key`` its ``output_key``."""
+    if key is None and isinstance(output, dict) and "logits" in output:
+        key = "logits"  # a Hugging Face model's output
     if isinstance(output, (tuple, list, dict)):
         if key is None:
             what = "dict" if isinstance(output, dict) else "tuple"

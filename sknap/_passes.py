@@ -12,12 +12,14 @@ of neurons goes.
 import contextlib
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from . import _device, _layers
 from ._histogram import as_tensor
 from ._hooks import LayerHooks
 from ._inputs import (
+    batch_rows,
     check_finite,
     check_loader_order,
     loader_batches,
@@ -68,6 +70,10 @@ def input_batches(X, y, batch_size, *, labelled=False, ordered=False):
 
 def check_input_batch(batch):
     """Raise when an input batch (in the backbone's dtype) is not finite."""
+    if isinstance(batch, dict):
+        for value in batch.values():
+            check_input_batch(value)
+        return
     if not _device.all_finite(batch):
         raise ValueError(
             "Input X contains NaN or infinity, or values beyond the range of "
@@ -99,6 +105,15 @@ class BackbonePass:
         self.backbone = _device.on_device(extractor.backbone, self.device)
         self.modules, self.wanted = _layers.select(self.backbone, extractor.layers)
         self.dtype = _device.float_dtype(self.backbone)
+        modules = list(self.backbone.modules())
+        # Token ids reach a backbone that embeds them as they are; other
+        # integer inputs (images) are cast to its float dtype.
+        self.keep_integers = any(
+            isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in modules
+        )
+        # 3-D outputs are (batch, tokens, units), except in a backbone with
+        # 1-D convolutions, whose maps are (batch, channels, length).
+        self.tokens = not any(isinstance(m, nn.Conv1d) for m in modules)
         self.to_device = {
             "pin": _device.use_pinned_memory(extractor.pin_memory, self.device),
             "channels_last": _device.use_channels_last(
@@ -120,6 +135,7 @@ class BackbonePass:
             torch.no_grad(),
             LayerHooks(self.modules, self.extractor.reduce, self.wanted) as hooks,
         ):
+            hooks.tokens = self.tokens
             yield hooks
 
     def forward(self, hooks, batch, *, check=True, proba=True):
@@ -131,16 +147,21 @@ class BackbonePass:
         not computed.
         """
         hooks.reset()
-        hooks.n_rows = batch.shape[0]
-        was_float = batch.is_floating_point()
+        hooks.n_rows = batch_rows(batch)
+        keyword = isinstance(batch, dict)
+        was_float = keyword or batch.is_floating_point()
+        dtype = self.dtype
+        if not was_float and self.keep_integers:
+            dtype = None
         # sknap's own copy of the batch: a backbone that edits its input in
         # place (x.sub_(mean)) must not write to the caller's X.
-        batch = _device.to_device(batch, self.device, self.dtype, **self.to_device)
+        batch = _device.to_device(batch, self.device, dtype, **self.to_device)
+        hooks.mask = batch.get("attention_mask") if keyword else None
         if check:
             check_input_batch(batch)
         try:
             with _device.autocast(self.device, self.extractor.autocast):
-                output = self.backbone(batch)
+                output = self.backbone(**batch) if keyword else self.backbone(batch)
         except torch.cuda.OutOfMemoryError as err:
             raise self._out_of_memory(batch, err) from err
         except (RuntimeError, TypeError, IndexError) as err:
@@ -153,10 +174,16 @@ class BackbonePass:
                     ", the backbone's dtype: integer inputs such as token ids are "
                     "not supported yet."
                 )
+            if keyword:
+                cast = (
+                    f" The batch is a dict, given to the backbone as keyword "
+                    f"arguments {sorted(batch)}: each key must be one of its "
+                    "forward's arguments."
+                )
             raise ValueError(
-                f"The backbone failed on a batch of shape {tuple(batch.shape)}: "
-                f"{err}. Check that X has the shape the backbone expects, "
-                f"(n_samples, *input_shape).{cast}"
+                f"The backbone failed on a batch of shape {_shape(batch)}: {err}. "
+                "Check that X has the shape the backbone expects, (n_samples, "
+                f"*input_shape).{cast}"
             ) from err
         if any(m.training for m in self.backbone.modules()):
             raise RuntimeError(
@@ -175,7 +202,7 @@ class BackbonePass:
     def _out_of_memory(self, batch, err):
         return ActivationMemoryError(
             f"The backbone ran out of memory on {self.device.type} with a batch of "
-            f"{batch.shape[0]} samples ({err}). Lower batch_size (now "
+            f"{batch_rows(batch)} samples ({err}). Lower batch_size (now "
             f"{self.extractor.batch_size}), use device='cpu', record fewer layers, "
             "or use a reduce other than 'flatten'."
         )
@@ -183,9 +210,9 @@ class BackbonePass:
     def check(self, batch, hooks=None):
         """Raise when a batch differs from fit: its shape, or the layers that ran."""
         fitted = self.extractor.input_shape_
-        if tuple(batch.shape[1:]) != fitted:
+        if sample_shape(batch) != fitted:
             raise ValueError(
-                f"X has samples of shape {tuple(batch.shape[1:])}, but "
+                f"X has samples of shape {sample_shape(batch)}, but "
                 f"{type(self.extractor).__name__} was fitted on samples of shape "
                 f"{fitted}."
             )
@@ -196,6 +223,20 @@ class BackbonePass:
                 "extractor; the backbone's forward pass must not depend on the "
                 "batch."
             )
+
+
+def _shape(batch):
+    if isinstance(batch, dict):
+        return {k: tuple(v.shape) for k, v in batch.items()}
+    return tuple(batch.shape)
+
+
+def sample_shape(batch):
+    """Shape of one sample: of a tensor batch; for a dict batch (token
+    sequences, padded per batch), its keys."""
+    if isinstance(batch, dict):
+        return tuple(sorted(batch))
+    return tuple(batch.shape[1:])
 
 
 def _check_width(name, block, width):
@@ -231,7 +272,7 @@ def iter_rows(extractor, X, y=None, *, hold=False, ordered=False):
         for batch, labels in run.batches:
             run.check(batch)
             values = torch.empty(
-                (batch.shape[0], n_columns), dtype=torch.float32, device=run.device
+                (batch_rows(batch), n_columns), dtype=torch.float32, device=run.device
             )
             with contextlib.nullcontext(hooks) if hold else run.hooked() as hooks:
                 # The hooks write each block into its columns of `values`.
@@ -293,7 +334,7 @@ def consume_blocks(extractor, X, y, start, consume, finish, probabilities=True):
         hooks.consume = take
         for batch, labels in run.batches:
             run.check(batch)
-            state = start(labels, batch.shape[0], run.device)
+            state = start(labels, batch_rows(batch), run.device)
             probs, batch = run.forward(hooks, batch, check=False, proba=probabilities)
             run.check(batch, hooks)
             if probabilities:

@@ -409,11 +409,11 @@ class _TupleNet(nn.Module):
 
 class _DictNet(_TupleNet):
     def forward(self, x):
-        return {"logits": self.net(x), "input": x}
+        return {"scores": self.net(x), "input": x}
 
 
 @pytest.mark.parametrize(
-    "wrapper, key", [(_TupleNet, 0), (_DictNet, "logits")], ids=["tuple", "dict"]
+    "wrapper, key", [(_TupleNet, 0), (_DictNet, "scores")], ids=["tuple", "dict"]
 )
 def test_backbone_returning_a_tuple_or_dict(net, data, wrapper, key):
     with pytest.raises(ValueError, match=f"Set output_key.*output_key={key!r}"):
@@ -423,8 +423,8 @@ def test_backbone_returning_a_tuple_or_dict(net, data, wrapper, key):
 
 
 def test_output_key_not_in_the_output(net, data):
-    with pytest.raises(ValueError, match="output_key='scores' is not in"):
-        ActivationExtractor(_DictNet(net), output_key="scores").fit(data[0])
+    with pytest.raises(ValueError, match="output_key='logits' is not in"):
+        ActivationExtractor(_DictNet(net), output_key="logits").fit(data[0])
 
 
 # --- Row 11: backbone output size differs from the number of classes ----------
@@ -646,7 +646,7 @@ def test_backbone_dtypes(data, dtype):
         (_Items(["abcd"] * 3), TypeError, "could not be made into a tensor"),
         (_Items([object()] * 3), TypeError, "Reading a batch.*ToTensor"),
         (_Items([np.ones(4), np.ones(3)]), TypeError, "Reading a batch.*one shape"),
-        (_Items([{"x": np.ones(4)}] * 3), ValueError, "yields dicts"),
+        (_Items([{"x": np.ones(4)}] * 3), ValueError, "as keyword arguments"),
     ],
     ids=["strings", "complex", "1d", "str-items", "objects", "ragged", "dicts"],
 )
