@@ -300,8 +300,7 @@ def _one_thread():
     """Run tiny networks on one CPU thread.
 
     A 2C-unit MLP gains nothing from intra-op threads, and on a busy machine
-    their synchronisation costs 100 times the work (33 ms instead of 0.3 ms a
-    step, measured on 2 shared cores).
+    their synchronisation costs far more than the work.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
