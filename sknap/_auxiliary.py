@@ -6,10 +6,15 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -43,7 +48,21 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
     learning_rate_init : float, default=1e-3
         Adam's learning rate.
     max_iter : int, default=20
-        Epochs (the authors used 5 to 20).
+        Largest number of epochs (the authors used 5 to 20).
+    tol : float, default=1e-4
+        Improvement that counts, as in MLPClassifier: training stops when for
+        ``n_iter_no_change`` consecutive epochs the training loss (or, with
+        ``early_stopping``, the validation accuracy) did not improve by at
+        least ``tol`` on the best so far.
+    early_stopping : bool, default=False
+        Set aside ``validation_fraction`` of the training data (stratified),
+        stop when its accuracy stops improving, and keep the weights of the
+        epoch with the best accuracy.
+    validation_fraction : float, default=0.1
+        Fraction of the training data set aside with ``early_stopping``.
+    n_iter_no_change : int, default=10
+        Epochs without improvement by ``tol`` before training stops; it stops
+        after ``n_iter_no_change + 1`` such epochs, as MLPClassifier does.
     random_state : int, RandomState instance or None, default=None
         Seed of the initialisation, the batch order and dropout; an int gives
         identical results across runs on the same device.
@@ -61,9 +80,17 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
     model_ : torch.nn.Sequential
         The trained network (logits).
     loss_curve_ : list of float
-        Mean training loss of each epoch.
+        Mean training loss of each epoch (weighted by ``sample_weight``).
+    best_loss_ : float or None
+        Smallest value of ``loss_curve_``; None with ``early_stopping``.
+    validation_scores_ : list of float or None
+        Accuracy on the validation set after each epoch (weighted by
+        ``sample_weight``); None without ``early_stopping``.
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``, whose weights the model keeps; None
+        without ``early_stopping``.
     n_iter_ : int
-        Epochs run.
+        Epochs that ran, at most ``max_iter``.
     n_features_in_ : int
         Number of input columns.
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -100,6 +127,10 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "device": [str, torch.device],
         "verbose": ["boolean"],
@@ -114,6 +145,10 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
         batch_size=16,
         learning_rate_init=1e-3,
         max_iter=20,
+        tol=1e-4,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
         random_state=None,
         device="auto",
         verbose=False,
@@ -124,6 +159,10 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -160,7 +199,7 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
         return nn.Sequential(*layers)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the network.
 
         Parameters
@@ -169,6 +208,13 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
             Usually ``[Y_proposed, Y_predicted]``.
         y : array-like of shape (n_samples,)
             Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample in the loss, as in MLPClassifier: each
+            batch's loss is the weighted mean of its samples' losses, so a
+            weight of 2 counts a sample twice and a weight of 0 ignores it.
+            In a Pipeline, route it with scikit-learn's metadata routing
+            (``sklearn.set_config(enable_metadata_routing=True)`` and
+            ``set_fit_request(sample_weight=True)`` on this step).
 
         Returns
         -------
@@ -177,6 +223,10 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
         """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            )
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(
@@ -185,12 +235,19 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
             )
         self.hidden_layer_sizes_ = self._hidden_sizes(len(self.classes_))
         device = _device.resolve_device(self.device, owner=type(self).__name__)
-        seed = int(
-            check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        )
-        Xt = _as_finite_float32(X, device)
-        yt = torch.as_tensor(y_idx, dtype=torch.int64, device=device)
-        n = len(Xt)
+        random_state = check_random_state(self.random_state)
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        weights = np.ones(len(y_idx)) if sample_weight is None else sample_weight
+        train = val = None
+        if self.early_stopping:
+            train, val = _validation_split(
+                len(y_idx), y_idx, self.validation_fraction, seed
+            )
+        if train is None:
+            train = np.arange(len(y_idx))
+        Xt = _as_finite_float32(X[train], device)
+        yt = torch.as_tensor(y_idx[train], dtype=torch.int64, device=device)
+        wt = torch.as_tensor(weights[train], dtype=torch.float32, device=device)
         # Initialisation and dropout draw from torch's global generator, which
         # threads share: the lock keeps two fits in threads (a grid search
         # with a threading backend) from reseeding each other's stream.
@@ -200,34 +257,79 @@ class AuxiliaryClassifier(ClassifierMixin, BaseEstimator):
         ):
             torch.manual_seed(seed)
             model = self._build(X.shape[1], len(self.classes_)).to(device)
-            optimizer = torch.optim.Adam(
-                model.parameters(), lr=self.learning_rate_init, weight_decay=self.alpha
-            )
-            loss_fn = nn.CrossEntropyLoss(reduction="sum")
-            generator = torch.Generator().manual_seed(seed)
-            self.loss_curve_ = []
-            model.train()
-            for _ in tqdm(range(self.max_iter), disable=not self.verbose, desc="aux"):
-                order = torch.randperm(n, generator=generator).to(device)
-                total = 0.0
-                for start in range(0, n, self.batch_size):
-                    idx = order[start : start + self.batch_size]
-                    optimizer.zero_grad()
-                    loss = loss_fn(model(Xt[idx]), yt[idx])
-                    (loss / len(idx)).backward()
-                    optimizer.step()
-                    total += float(loss.detach())
-                if not np.isfinite(total):
-                    raise ValueError(
-                        "AuxiliaryClassifier's training diverged: the loss became "
-                        f"{total} in epoch {len(self.loss_curve_) + 1}. Lower "
-                        f"learning_rate_init (now {self.learning_rate_init}) or "
-                        "scale X."
-                    )
-                self.loss_curve_.append(total / n)
+            validation = None
+            if val is not None:
+                validation = (X[val], y_idx[val], weights[val])
+            model = self._train(model, Xt, yt, wt, seed, validation)
         self.model_ = model.eval()
-        self.n_iter_ = self.max_iter
         return self
+
+    def _train(self, model, Xt, yt, wt, seed, validation):
+        """Epochs of Adam on the weighted mean loss, with MLPClassifier's
+        stopping rule; sets the curves and ``n_iter_``."""
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=self.learning_rate_init, weight_decay=self.alpha
+        )
+        loss_fn = nn.CrossEntropyLoss(reduction="none")
+        generator = torch.Generator().manual_seed(seed)
+        n, total_weight = len(Xt), float(wt.sum())
+        self.loss_curve_ = []
+        self.best_loss_ = None if validation else np.inf
+        self.validation_scores_ = [] if validation else None
+        self.best_validation_score_ = -np.inf if validation else None
+        best_state, no_improvement = None, 0
+        self.n_iter_ = 0
+        for _ in tqdm(range(self.max_iter), disable=not self.verbose, desc="aux"):
+            model.train()
+            order = torch.randperm(n, generator=generator).to(Xt.device)
+            total = 0.0
+            for start in range(0, n, self.batch_size):
+                idx = order[start : start + self.batch_size]
+                w = wt[idx]
+                batch_weight = w.sum()
+                if not batch_weight > 0:
+                    continue  # only samples of weight 0: nothing to learn
+                optimizer.zero_grad()
+                loss = (loss_fn(model(Xt[idx]), yt[idx]) * w).sum()
+                (loss / batch_weight).backward()
+                optimizer.step()
+                total += float(loss.detach())
+            if not np.isfinite(total):
+                raise ValueError(
+                    "AuxiliaryClassifier's training diverged: the loss became "
+                    f"{total} in epoch {self.n_iter_ + 1}. Lower "
+                    f"learning_rate_init (now {self.learning_rate_init}) or "
+                    "scale X."
+                )
+            self.n_iter_ += 1
+            self.loss_curve_.append(total / total_weight if total_weight else 0.0)
+            if validation is None:
+                last = self.loss_curve_[-1]
+                worse = last > self.best_loss_ - self.tol
+                self.best_loss_ = min(self.best_loss_, last)
+            else:
+                self.model_ = model.eval()
+                X_val, y_val, w_val = validation
+                score = float(
+                    np.average(
+                        self.predict(X_val) == self.classes_[y_val], weights=w_val
+                    )
+                    if w_val.sum() > 0
+                    else 0.0
+                )
+                self.validation_scores_.append(score)
+                worse = score < self.best_validation_score_ + self.tol
+                if score > self.best_validation_score_:
+                    self.best_validation_score_ = score
+                    best_state = {
+                        k: v.detach().clone() for k, v in model.state_dict().items()
+                    }
+            no_improvement = no_improvement + 1 if worse else 0
+            if no_improvement > self.n_iter_no_change:
+                break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        return model
 
     def predict_proba(self, X):
         """Class probabilities.
@@ -279,3 +381,19 @@ def _as_finite_float32(X, device):
             "computes. Scale X first."
         )
     return Xt
+
+
+def _validation_split(n, y_idx, fraction, seed):
+    """Train and validation indices, stratified as MLPClassifier splits."""
+    n_val, n_classes = int(np.ceil(fraction * n)), int(y_idx.max()) + 1
+    if n_val < max(2, n_classes):
+        raise ValueError(
+            f"The validation set of early_stopping would have {n_val} sample(s) "
+            f"(validation_fraction={fraction} of {n}); it needs at least 2 and "
+            f"one per class ({n_classes}). Increase validation_fraction or give "
+            "more samples."
+        )
+    train, val = train_test_split(
+        np.arange(n), test_size=fraction, stratify=y_idx, random_state=seed
+    )
+    return np.sort(train), np.sort(val)

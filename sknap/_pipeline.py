@@ -9,6 +9,26 @@ from ._probabilities import ActivationProbabilityFeatures
 
 __all__ = ["make_nap_pipeline"]
 
+_R_KEY, _FEATURES_KEY = "entropy__n_bins", "probabilities__n_bins"
+
+
+class _NapPipeline(Pipeline):
+    """A Pipeline whose ``set_params(entropy__n_bins=R)`` also sets the bin
+    count of a binned probability step (``probabilities__n_bins``).
+
+    Only ``set_params`` differs from :class:`~sklearn.pipeline.Pipeline`, and
+    ``clone`` and ``GridSearchCV`` go through it, so every step stays a plain
+    estimator. ``probabilities__n_bins`` given in the same call wins; a step
+    whose ``n_bins`` is None (the paper's features) is left as it is.
+    """
+
+    def set_params(self, **params):
+        if _R_KEY in params and _FEATURES_KEY not in params:
+            step = params.get("probabilities", dict(self.steps).get("probabilities"))
+            if getattr(step, "n_bins", None) is not None:
+                params[_FEATURES_KEY] = params[_R_KEY]
+        return super().set_params(**params)
+
 
 def make_nap_pipeline(
     backbone,
@@ -17,12 +37,16 @@ def make_nap_pipeline(
     reduce="mean",
     n_bins=10,
     n_neurons=None,
+    binned=False,
+    form="sum",
     alpha=0.0,
     cv=None,
     n_classes="auto",
+    final_estimator=None,
     hidden_layer_sizes=None,
     max_iter=20,
     batch_size=256,
+    cache=None,
     device="auto",
     random_state=None,
 ):
@@ -30,12 +54,31 @@ def make_nap_pipeline(
 
     The steps are named ``"extractor"``, ``"entropy"``, ``"probabilities"`` and
     ``"auxiliary"``, so a grid search over the bin count is over
-    ``"entropy__n_bins"``. The bin count changes the entropy ranking of the
-    neurons, and so which ones the probability step uses, when ``n_neurons``
-    keeps fewer than all of them; with ``n_neurons=None`` every neuron is used
-    and ``n_bins`` only changes the reported entropy. The entropy step ranks
-    neurons over all samples (``per_class=False``): fit an
-    :class:`ActivationEntropy` of its own for the entropies within each class.
+    ``"entropy__n_bins"``. What the bin count ``R`` changes:
+
+    * Always the entropy the ``"entropy"`` step reports (``pipe["entropy"]``
+      keeps its fitted attributes in every mode).
+    * With ``n_neurons`` set, the entropy ranking of the neurons, and so which
+      ones the probability step uses.
+    * With ``binned=True``, the features themselves: the probability step
+      uses the ``R + 1`` binned states of each neuron (inactive or one of the
+      entropy's ``R`` bins), ``P[c, j, r]``, instead of the paper's active or
+      not (docs/definitions.md). One key sets ``R`` for both steps: the
+      pipeline's ``set_params(entropy__n_bins=R)`` also sets
+      ``probabilities__n_bins=R``. ``clone`` and ``GridSearchCV`` set
+      candidates through ``set_params``, so a grid over ``entropy__n_bins``
+      compares real alternatives, and every step stays a plain scikit-learn
+      estimator. (Setting a step's own parameter,
+      ``pipe["entropy"].set_params(n_bins=R)``, sets that step only; a grid
+      can add the paper's features as a candidate with
+      ``{"probabilities__n_bins": [1]}``, as ActivationEntropy needs
+      ``R >= 2``.)
+
+    With ``binned=False`` and ``n_neurons=None`` (the defaults, the paper)
+    every neuron is used and ``n_bins`` only changes the reported entropy.
+    The entropy step ranks neurons over all samples (``per_class=False``):
+    fit an :class:`ActivationEntropy` of its own for the entropies within
+    each class.
 
     Parameters
     ----------
@@ -46,10 +89,18 @@ def make_nap_pipeline(
     reduce : str or callable, default="mean"
         Conv map reduction, see :class:`ActivationExtractor`.
     n_bins : int, default=10
-        Bins ``R`` of :class:`ActivationEntropy`.
+        Bins ``R`` of :class:`ActivationEntropy`, and of the binned features
+        when ``binned``.
     n_neurons : int, float or None, default=None
         Lowest-entropy neurons kept for the probability step; None keeps all
         (the paper).
+    binned : bool, default=False
+        Use the binned activation states in the probability step
+        (``ActivationProbabilityFeatures(n_bins=R)``), with ``R`` following
+        ``entropy__n_bins``. False is the paper's features.
+    form : {"sum", "log"}, default="sum"
+        How the probability step scores the classes, see
+        :class:`ActivationProbabilityFeatures`.
     alpha : float, default=0.0
         Smoothing of the activation probabilities.
     cv : int, cross-validation generator or None, default=None
@@ -60,12 +111,21 @@ def make_nap_pipeline(
         steps. ``"auto"`` takes the number of classes in ``y``; set it when
         the backbone has more outputs than the training labels have classes
         (a fold missing a class, or a backbone trained on more classes).
+    final_estimator : classifier or None, default=None
+        The last step, ``"auxiliary"``: any scikit-learn classifier, used as
+        given (not copied), for instance ``LogisticRegression()``. None is an
+        :class:`AuxiliaryClassifier` built from ``hidden_layer_sizes``,
+        ``max_iter``, ``device`` and ``random_state``, which are then unused.
     hidden_layer_sizes : tuple of int or None, default=None
         Auxiliary network; None is one layer of ``2 * n_classes`` units.
     max_iter : int, default=20
         Epochs of the auxiliary network.
     batch_size : int, default=256
         Samples per forward pass of the backbone.
+    cache : None, "memory" or path, default=None
+        The extractor's activation cache. ``"memory"`` makes a grid search
+        run the backbone once per fold and data split, whatever the number
+        of candidates, since only later steps differ between them.
     device : str, default="auto"
         Device of the backbone and the auxiliary network.
     random_state : int or None, default=None
@@ -86,8 +146,22 @@ def make_nap_pipeline(
     ['extractor', 'entropy', 'probabilities', 'auxiliary']
     >>> pipe.predict(X_test[:3]).shape
     (3,)
+
+    In the binned mode one key sets ``R`` for the entropy and the features:
+
+    >>> binned = make_nap_pipeline(model, binned=True, n_bins=5)
+    >>> binned = binned.set_params(entropy__n_bins=3)
+    >>> binned["entropy"].n_bins, binned["probabilities"].n_bins
+    (3, 3)
     """
-    return Pipeline(
+    if final_estimator is None:
+        final_estimator = AuxiliaryClassifier(
+            hidden_layer_sizes,
+            max_iter=max_iter,
+            device=device,
+            random_state=random_state,
+        )
+    return _NapPipeline(
         [
             (
                 "extractor",
@@ -96,6 +170,7 @@ def make_nap_pipeline(
                     layers=layers,
                     reduce=reduce,
                     batch_size=batch_size,
+                    cache=cache,
                     device=device,
                 ),
             ),
@@ -110,16 +185,14 @@ def make_nap_pipeline(
             ),
             (
                 "probabilities",
-                ActivationProbabilityFeatures(alpha=alpha, cv=cv, n_classes=n_classes),
-            ),
-            (
-                "auxiliary",
-                AuxiliaryClassifier(
-                    hidden_layer_sizes,
-                    max_iter=max_iter,
-                    device=device,
-                    random_state=random_state,
+                ActivationProbabilityFeatures(
+                    alpha=alpha,
+                    cv=cv,
+                    n_classes=n_classes,
+                    n_bins=n_bins if binned else None,
+                    form=form,
                 ),
             ),
+            ("auxiliary", final_estimator),
         ]
     )

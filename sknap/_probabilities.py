@@ -9,7 +9,7 @@ from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _engine, _kernels, _stream_fit, streaming
+from . import _binned, _engine, _kernels, _stream_fit, streaming
 from ._engine import as_tensor
 from ._layout import PROBA_PREFIX, check_probability_block, resolve_n_classes
 
@@ -103,6 +103,20 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
     sum is 0 the sample keeps ``Y_predicted``. The output is
     ``[Y_proposed, Y_predicted]``, the input of the auxiliary classifier.
 
+    Binned states (an extension, opt-in with ``n_bins``; docs/definitions.md):
+    each neuron's value is in one of ``R + 1`` states, inactive (``<= 0``) or
+    one of the ``R`` right-closed bins over ``(0, m_j]`` that
+    :class:`ActivationEntropy` uses (``m_j`` the neuron's maximum over the fit
+    data; values above it in the last bin). ``P[c, j, r]`` is the fraction of
+    class-``c`` training samples whose neuron ``j`` is in state ``r``, from
+    the engine's per-class counts on the shared edges. ``form="sum"`` scores
+    ``q_c = sum over active j of P[c, j, state_j]``, then Eq. 16 as above:
+    with ``R = 1`` that is the paper's ``P @ u``. ``form="log"`` is a
+    naive-Bayes score in log space, ``log q_c = sum over all j of
+    log P[c, j, state_j]`` and ``Y_proposed = softmax(log q + log
+    Y_predicted)``, so nothing underflows; give it ``alpha > 0``, as a state
+    never seen for a class otherwise rules the class out.
+
     Input follows the layout of :class:`ActivationExtractor`: activations, then
     the last ``n_classes`` columns are the backbone's probabilities. Column
     ``k`` of that block is taken to be class ``classes_[k]``.
@@ -110,7 +124,9 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     alpha : float, default=0.0
-        Additive smoothing of ``P`` as in BernoulliNB; 0 is the paper.
+        Additive smoothing of ``P`` as in BernoulliNB; 0 is the paper. For
+        binned states, ``(count + alpha) / (n_c + (R + 1) alpha)`` as in
+        CategoricalNB (the same numbers with ``R = 1``).
     cv : int, cross-validation generator, iterable or None, default=None
         ``None`` fits ``P`` and computes the training features on the same
         samples, as the paper does. Otherwise ``fit_transform`` returns
@@ -123,6 +139,17 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         ``proba_`` prefix, else the number of classes in ``y``. ``0`` means
         that ``X`` holds activations only: ``Y_predicted`` is then uniform and
         ``Y_proposed`` is the activation-pattern vote ``q`` alone, normalised.
+    n_bins : int or None, default=None
+        ``None`` is the paper: a neuron is active or not. An int ``R >= 1``
+        uses the ``R + 1`` binned states; ``fit`` then counts two passes
+        (maximum, then states), as :class:`ActivationEntropy` does. ``R = 1``
+        gives the paper's features. In ``make_nap_pipeline(binned=True)`` the
+        key ``entropy__n_bins`` sets it too.
+    form : {"sum", "log"}, default="sum"
+        How the states' probabilities make ``Y_proposed``: the sum over the
+        active neurons, then Eq. 16 (the paper's form), or the naive-Bayes
+        log form. With ``n_bins=None`` the log form uses the two states
+        active and inactive.
 
     Attributes
     ----------
@@ -130,6 +157,13 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         ``P``.
     class_count_ : ndarray of shape (n_classes,)
         Training samples of each class.
+    state_probability_ : ndarray of shape (n_classes, n_neurons, n_bins + 1)
+        ``P[c, j, r]``, state 0 inactive, ``r`` bin ``r - 1`` (``n_bins`` set).
+    state_count_ : ndarray of shape (n_classes, n_neurons, n_bins + 1)
+        Training samples of each class in each state (``n_bins`` set).
+    bin_edges_ : ndarray of shape (n_neurons, n_bins + 1)
+        Edges of the bins, from each neuron's maximum over the fit data
+        (``n_bins`` set).
     classes_ : ndarray of shape (n_classes,)
         Class labels; column ``k`` of the probability block is ``classes_[k]``.
         Sorted, unless ``X`` named its columns ``proba_<class>`` with the
@@ -164,18 +198,33 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
     array([[1. , 0. , 0.4, 0.6]])
     >>> features.get_feature_names_out().tolist()
     ['proposed_0', 'proposed_1', 'predicted_0', 'predicted_1']
+
+    Binned states: with ``R = 2`` neuron 0 (maximum 2) has bins ``(0, 1]``
+    and ``(1, 2]``; class 0's two samples put it in state 2 and state 1.
+
+    >>> binned = ActivationProbabilityFeatures(n_bins=2).fit(Z, y)
+    >>> binned.state_probability_[0, 0]
+    array([0. , 0.5, 0.5])
+    >>> binned.transform(np.array([[2.0, 0.0, 0.4, 0.6]]))
+    array([[1. , 0. , 0.4, 0.6]])
     """
 
     _parameter_constraints = {
         "alpha": [Interval(Real, 0, None, closed="left")],
         "cv": ["cv_object", HasMethods(["split"]), None],
         "n_classes": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
+        "n_bins": [None, Interval(Integral, 1, None, closed="left")],
+        "form": [StrOptions({"sum", "log"})],
     }
 
-    def __init__(self, *, alpha=0.0, cv=None, n_classes="auto"):
+    def __init__(
+        self, *, alpha=0.0, cv=None, n_classes="auto", n_bins=None, form="sum"
+    ):
         self.alpha = alpha
         self.cv = cv
         self.n_classes = n_classes
+        self.n_bins = n_bins
+        self.form = form
 
     def _split(self, X):
         A = X[:, : self.n_neurons_in_]
@@ -247,9 +296,36 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             "set n_classes to the number of backbone outputs."
         )
 
-    def _fit_probability(self, X, y_idx, n_classes):
+    def _fit_model(self, X, y_idx, n_classes):
+        """``(P, None)`` (the paper) or ``(P[c, j, r], edges)`` of rows ``X``."""
         A, _ = self._split(X)
-        return activation_probability(A, y_idx, n_classes, self.alpha)
+        if self.n_bins is None:
+            P = activation_probability(A, y_idx, n_classes, self.alpha)
+            if self.form == "sum":
+                return P, None
+            class_count = np.bincount(y_idx, minlength=n_classes)
+            return self._two_states(P, class_count)
+        stats = _stream_fit.statistics_of(A, y_idx, self.n_bins)
+        counts = np.zeros((n_classes, A.shape[1], self.n_bins + 1), dtype=np.int64)
+        class_count = np.zeros(n_classes, dtype=np.int64)
+        counts[stats.classes_] = stats.counts_.cpu().numpy()
+        class_count[stats.classes_] = stats.class_count_.cpu().numpy()
+        P = _binned.state_probability(counts, class_count, self.alpha)
+        return P, stats.bin_edges_.cpu().numpy()
+
+    def _two_states(self, P, class_count):
+        """The paper's ``P`` as two states, inactive and active, edges 0."""
+        empty = (np.asarray(class_count) + 2 * self.alpha <= 0)[:, None]
+        P2 = np.stack([np.where(empty, 0.0, 1.0 - P), P], axis=-1)
+        return P2, np.zeros((P.shape[1], 2))
+
+    def _model(self):
+        """The fitted ``(P, edges)`` that :meth:`transform` applies."""
+        if self.n_bins is not None:
+            return self.state_probability_, self.bin_edges_
+        if self.form == "sum":
+            return self.activation_probability_, None
+        return self._two_states(self.activation_probability_, self.class_count_)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -281,7 +357,7 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         self.n_neurons_in_ = X.shape[1] - n_proba
         self._encode(y)  # the labels must match the probability block
         check_probability_block(self, X[:, self.n_neurons_in_ :], X=X)
-        stats = _stream_fit.statistics_of(X, y)
+        stats = _stream_fit.statistics_of(X, y, self.n_bins)
         return _stream_fit.probabilities_from_statistics(
             self, stats, self.n_neurons_in_, stacklevel=3
         )
@@ -311,13 +387,20 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         cv = check_cv(self.cv, y_idx, classifier=True)
         out = np.empty((X.shape[0], 2 * len(self.classes_)), dtype=X.dtype)
         for train, test in cv.split(X, y_idx):
-            P = self._fit_probability(X[train], y_idx[train], len(self.classes_))
-            out[test] = self._features(X[test], P)
+            model = self._fit_model(X[train], y_idx[train], len(self.classes_))
+            out[test] = self._features(X[test], model)
         return out
 
-    def _features(self, X, P):
+    def _features(self, X, model):
         A, proba = self._split(X)
-        return np.hstack([proposed_proba(A, proba, P), proba]).astype(X.dtype)
+        P, edges = model
+        if edges is None:
+            proposed = proposed_proba(A, proba, P)
+        else:
+            proposed = _binned.proposed(
+                as_tensor(A), as_tensor(proba), torch.from_numpy(P), edges, self.form
+            ).numpy()
+        return np.hstack([proposed, proba]).astype(X.dtype)
 
     def transform(self, X):
         """Compute ``[Y_proposed, Y_predicted]``.
@@ -334,7 +417,7 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._features(X, self.activation_probability_)
+        return self._features(X, self._model())
 
     def get_feature_names_out(self, input_features=None):
         """Names ``proposed_<class>`` then ``predicted_<class>``.

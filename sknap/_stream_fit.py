@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from . import _engine
+from . import _binned, _engine
 from ._engine_sources import ActivationBatches, two_passes
 from ._inputs import LABELS_RULE
 from ._layout import fixed_n_classes, resolve_n_classes, trailing_proba_columns
@@ -61,7 +61,7 @@ def _reset(estimator, stats):
     estimator.n_features_in_ = stats.n_neurons_
 
 
-def _statistics(estimator, X, y, second_pass):
+def _statistics(estimator, X, y, n_bins=None, binning="right", per_class=True):
     if y is not None:
         raise ValueError(
             f"{type(estimator).__name__}.fit got an iterable of batches and y; the "
@@ -78,15 +78,9 @@ def _statistics(estimator, X, y, second_pass):
     )
     if isinstance(X, NeuronStatistics):
         stats = X
-    elif second_pass:
-        stats = two_passes(
-            X,
-            f"{type(estimator).__name__}.fit",
-            estimator.n_bins,
-            estimator.binning,
-            estimator.per_class,
-            probabilities,
-        )
+    elif n_bins is not None:
+        what = f"{type(estimator).__name__}.fit"
+        stats = two_passes(X, what, n_bins, binning, per_class, probabilities)
     else:
         stats = NeuronStatistics()._update_all(X, probabilities)
     if stats.class_max_ is None:
@@ -98,7 +92,9 @@ def _statistics(estimator, X, y, second_pass):
 
 def fit_entropy(estimator, X, y=None):
     """Fit an :class:`~sknap.ActivationEntropy` from statistics or batches."""
-    stats = _statistics(estimator, X, y, second_pass=True)
+    stats = _statistics(
+        estimator, X, y, estimator.n_bins, estimator.binning, estimator.per_class
+    )
     if not stats.second_pass:
         raise ValueError(
             "ActivationEntropy needs second-pass statistics (histograms): call "
@@ -168,13 +164,32 @@ def probability_from_counts(active, class_count, alpha=0.0):
 
 def fit_probabilities(estimator, X, y=None):
     """Fit an :class:`~sknap.ActivationProbabilityFeatures` from statistics or
-    batches (one pass)."""
-    stats = _statistics(estimator, X, y, second_pass=False)
+    batches (one pass; two for binned states)."""
+    stats = _statistics(estimator, X, y, estimator.n_bins)
     if not stats._labelled:
         raise ValueError(
             "ActivationProbabilityFeatures needs class labels: yield "
             "(activations, labels) pairs, e.g. ActivationExtractor.batches(X, y). "
             + LABELS_RULE
+        )
+    R = estimator.n_bins
+    if R is not None and (
+        stats.n_bins != R or stats.binning != "right" or not stats.per_class
+    ):
+        if not stats.second_pass:
+            raise ValueError(
+                f"ActivationProbabilityFeatures(n_bins={R}) needs second-pass "
+                "statistics (counts in each binned state); got first-pass ones. "
+                f"Call begin_histograms({R}) on them and update the result with "
+                "the batches again, or use compute_statistics(batches, "
+                f"n_bins={R})."
+            )
+        raise ValueError(
+            f"The statistics were counted with n_bins={stats.n_bins}, "
+            f"binning={stats.binning!r}, per_class={stats.per_class}, but "
+            f"ActivationProbabilityFeatures has n_bins={R}. Count them with "
+            f"begin_histograms({R}, binning='right', per_class=True), or set "
+            f"n_bins={stats.n_bins}."
         )
     _reset(estimator, stats)
     n, _ = _columns_of(estimator, stats)
@@ -183,7 +198,12 @@ def fit_probabilities(estimator, X, y=None):
 
 def probabilities_from_statistics(estimator, stats, n, stacklevel=4):
     """Set the fitted attributes of an ActivationProbabilityFeatures from
-    labelled statistics whose first ``n`` columns are the activations."""
+    labelled statistics whose first ``n`` columns are the activations.
+
+    ``P`` from the first pass's counts of values > 0; with ``n_bins``, the
+    binned ``P[c, j, r]`` from the second pass's counts in each state, on
+    the neurons' shared edges (``counts_``).
+    """
     estimator.n_neurons_in_ = n
     classes, rows = estimator._encode(stats.classes_)
     class_count = np.zeros(len(classes), dtype=np.int64)
@@ -196,4 +216,13 @@ def probabilities_from_statistics(estimator, stats, n, stacklevel=4):
     estimator.activation_probability_ = probability_from_counts(
         active, class_count, estimator.alpha
     )
+    if estimator.n_bins is not None:
+        stats._check_same_samples()
+        counts = np.zeros((len(classes), n, estimator.n_bins + 1), dtype=np.int64)
+        counts[rows] = stats.counts_[:, :n].cpu().numpy()
+        estimator.state_count_ = counts
+        estimator.state_probability_ = _binned.state_probability(
+            counts, class_count, estimator.alpha
+        )
+        estimator.bin_edges_ = stats.bin_edges_[:n].cpu().numpy()
     return estimator

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from . import _device, _passes
+from . import _binned, _device, _passes
 
 __all__ = ["fused_transform"]
 
@@ -79,6 +79,8 @@ def fused_transform(pipeline, X):
     """``[Y_proposed, Y_predicted]`` of ``X``, computed on the backbone's device.
 
     The same numbers as ``pipeline[:-1].transform(X)`` (to float rounding),
+    for the paper's features and for binned states (``n_bins``) in either
+    ``form``,
     but the activations of each batch stay on the device: the matrix of
     shape (n_samples, n_neurons) is never built, and only ``2 * n_classes``
     values per sample come back.
@@ -117,11 +119,14 @@ def fused_transform(pipeline, X):
     extractor, entropy, probabilities = _steps(pipeline)
     columns = _columns(extractor, entropy, probabilities)
     X = extractor._check_input(X, reset=False)
+    P, edges = probabilities._model()
+    if edges is not None:
+        return _fused_binned(extractor, columns, probabilities, X, P, edges)
     n_neurons = probabilities.n_neurons_in_
     n_classes = len(probabilities.classes_)
     n_columns = extractor.n_neurons_ + extractor.n_outputs_
     proba_offset = extractor.layer_slices_["proba"].start
-    P = torch.as_tensor(probabilities.activation_probability_.T, dtype=torch.float32)
+    P = torch.as_tensor(P.T, dtype=torch.float32)
     # P's rows for every column of the extractor (zero for the neurons the
     # entropy step dropped): each block adds its active neurons' share of q.
     weights = torch.zeros((n_columns, n_classes))
@@ -172,3 +177,56 @@ def _features(q, proba):
     ok = total > 0
     proposed = torch.where(ok, raw / torch.where(ok, total, 1.0), proba)
     return torch.cat([proposed, proba], dim=1)
+
+
+def _fused_binned(extractor, columns, probabilities, X, P, edges):
+    """:func:`fused_transform` for binned states (or the log form): each
+    block adds its kept neurons' share of ``q`` (or ``log q``), in float64."""
+    n_neurons = probabilities.n_neurons_in_
+    n_classes = len(probabilities.classes_)
+    proba_offset = extractor.layer_slices_["proba"].start
+    device = _device.resolve_device(extractor.device)
+    kept = np.asarray(columns[:n_neurons])
+    proba_index = torch.as_tensor(
+        np.asarray(columns[n_neurons:]) - proba_offset, device=device
+    )
+    P = torch.as_tensor(P, dtype=torch.float64)
+    # For each block: its kept columns (local), their P and their edges.
+    blocks = {}
+    for sl in extractor.layer_slices_.values():
+        inside = np.flatnonzero((kept >= sl.start) & (kept < sl.stop))
+        if len(inside):
+            local = torch.as_tensor(kept[inside] - sl.start, device=device)
+            blocks[sl.start] = (local, P[:, inside].to(device), edges[inside])
+    score = _binned.log_scores if probabilities.form == "log" else _binned.sum_scores
+    out = []
+
+    def start(labels, n_rows, device):
+        zeros = torch.zeros((n_rows, n_classes), dtype=torch.float64, device=device)
+        return {"q": zeros, "proba": None}
+
+    def consume(state, offset, block):
+        if not _device.all_finite(block):
+            return False
+        if offset == proba_offset and len(proba_index):
+            state["proba"] = block.index_select(1, proba_index)
+        if offset in blocks:
+            local, P_block, edges_block = blocks[offset]
+            A = block.index_select(1, local)
+            T, dtype = _binned.thresholds_for(A, edges_block)
+            state["q"] += score(_binned.states(A.to(dtype), T), P_block)
+        return True
+
+    def finish(state):
+        q, proba = state["q"], state["proba"]
+        if proba is None:
+            proba = torch.full_like(q, 1.0 / n_classes)
+        proba = proba.to(torch.float64)
+        if probabilities.form == "log":
+            proposed = _binned.softmax_log(q, proba)
+        else:
+            proposed = _binned.normalise_sum(q, proba)
+        out.append(torch.cat([proposed, proba], dim=1).float().cpu().numpy())
+
+    _passes.consume_blocks(extractor, X, None, start, consume, finish)
+    return np.concatenate(out, axis=0)

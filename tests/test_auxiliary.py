@@ -159,3 +159,97 @@ def test_cuda_model_pickles_to_cpu(blobs):
     assert next(loaded.model_.parameters()).device.type == "cpu"
     loaded.set_params(device="cpu")
     assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), rtol=1e-5)
+
+
+# --- MLPClassifier's language: weights, stopping, curves ----------------------
+
+
+def test_weight_two_equals_a_duplicated_row(blobs):
+    # With one batch holding every sample the loss is the weighted mean over
+    # the batch, so weight 2 on a row is the row twice (the batch order only
+    # changes the float sums). The same seed gives the same initialisation.
+    X, y = blobs
+    weights = np.ones(len(y))
+    weights[[0, 25]] = 2.0
+    params = dict(batch_size=1000, max_iter=30, learning_rate_init=0.01, tol=0.0)
+    weighted = AuxiliaryClassifier(random_state=0, **params).fit(X, y, weights)
+    X_dup, y_dup = np.vstack([X, X[[0, 25]]]), np.concatenate([y, y[[0, 25]]])
+    duplicated = AuxiliaryClassifier(random_state=0, **params).fit(X_dup, y_dup)
+    assert_allclose(weighted.loss_curve_, duplicated.loss_curve_, rtol=1e-5)
+    assert_allclose(weighted.predict_proba(X), duplicated.predict_proba(X), atol=1e-5)
+
+
+def test_zero_weights_ignore_rows(blobs):
+    X, y = blobs
+    # Row labels flipped, but with weight 0: as if they were not there.
+    y_bad = y.copy()
+    y_bad[:5] = 2
+    weights = np.ones(len(y))
+    weights[:5] = 0.0
+    params = dict(batch_size=1000, max_iter=20, learning_rate_init=0.01, tol=0.0)
+    weighted = AuxiliaryClassifier(random_state=0, **params).fit(X, y_bad, weights)
+    dropped = AuxiliaryClassifier(random_state=0, **params).fit(X[5:], y_bad[5:])
+    assert_allclose(weighted.loss_curve_, dropped.loss_curve_, rtol=1e-5)
+    assert_allclose(weighted.predict_proba(X), dropped.predict_proba(X), atol=1e-5)
+    with pytest.raises(ValueError, match="Sample weights must contain at least one"):
+        AuxiliaryClassifier().fit(X, y, np.zeros(len(y)))
+    with pytest.raises(ValueError, match="[Nn]egative"):
+        AuxiliaryClassifier().fit(X, y, -np.ones(len(y)))
+
+
+def test_training_stops_on_a_loss_plateau(blobs):
+    # MLPClassifier's rule: stop once the loss has not improved by tol for
+    # n_iter_no_change + 1 epochs. learning_rate_init tiny: the loss hardly
+    # moves, so with a large tol every epoch counts as no improvement.
+    X, y = blobs
+    clf = AuxiliaryClassifier(
+        learning_rate_init=1e-8, tol=1.0, n_iter_no_change=3, max_iter=50
+    ).fit(X, y)
+    # Epoch 1 improves on inf; epochs 2-5 do not: stop after epoch 5.
+    assert clf.n_iter_ == 5 < clf.max_iter
+    assert len(clf.loss_curve_) == clf.n_iter_
+    assert clf.best_loss_ == min(clf.loss_curve_)
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+    # tol=0 and a decreasing loss: every epoch runs.
+    full = AuxiliaryClassifier(
+        learning_rate_init=0.01, tol=0.0, max_iter=12, random_state=0
+    ).fit(X, y)
+    assert full.n_iter_ == 12
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(blobs):
+    X, y = blobs
+    clf = AuxiliaryClassifier(
+        early_stopping=True,
+        validation_fraction=0.25,
+        n_iter_no_change=2,
+        learning_rate_init=0.05,
+        max_iter=200,
+        random_state=0,
+    ).fit(X, y)
+    # Separated blobs: validation accuracy reaches 1 and stays, so training
+    # stops n_iter_no_change + 1 epochs after the best one.
+    assert clf.n_iter_ < clf.max_iter
+    assert len(clf.validation_scores_) == clf.n_iter_ == len(clf.loss_curve_)
+    assert clf.best_validation_score_ == max(clf.validation_scores_) == 1.0
+    best = int(np.argmax(clf.validation_scores_))
+    assert clf.n_iter_ == best + 1 + clf.n_iter_no_change + 1
+    assert clf.best_loss_ is None
+    # 25% of 60 samples, stratified: 15 validation samples, 5 per class; the
+    # model trained on the other 45.
+    with pytest.raises(ValueError, match="validation set of early_stopping"):
+        AuxiliaryClassifier(early_stopping=True, validation_fraction=0.01).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"tol": -1.0}, r"'tol' .*Got -1.0"),
+        ({"early_stopping": "yes"}, r"'early_stopping' .*Got 'yes'"),
+        ({"validation_fraction": 1.0}, r"'validation_fraction' .*\(0.0, 1.0\)"),
+        ({"n_iter_no_change": 0}, r"'n_iter_no_change' .*Got 0"),
+    ],
+)
+def test_new_parameters_are_validated(blobs, params, match):
+    with pytest.raises(ValueError, match=match):
+        AuxiliaryClassifier(**params).fit(*blobs)

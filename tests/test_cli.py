@@ -77,3 +77,29 @@ def test_python_m_sknap_help():
     )
     for option in ("--dataset", "--backbone", "--checkpoints", "--random-labels"):
         assert option in done.stdout
+
+
+def test_demo_shows_each_model_and_the_picked_r(capsys):
+    assert main(["demo", "--epochs", "2", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "2 epochs" in out and "under-trained backbone, on purpose" in out
+    lines = {
+        line.strip().rsplit(maxsplit=1)[0]: line
+        for line in out.splitlines()
+        if line.strip()
+    }
+    for label in (
+        "backbone",
+        "auxiliary on Y_pred only",
+        "auxiliary on the paper's features",
+    ):
+        assert label in lines, out
+        assert 0.0 <= float(lines[label].split()[-1]) <= 1.0
+    # The R of the binned features is the one the grid search picked.
+    picked = [line for line in out.splitlines() if line.endswith("<- picked")]
+    assert len(picked) == 1
+    r = picked[0].split()[0]  # "R=<n>"
+    assert f"auxiliary on binned features ({r})" in out
+    grid = [line.split()[0] for line in out.splitlines() if line.strip()[:2] == "R="]
+    assert grid == ["R=2", "R=5", "R=10", "R=20"]
+    assert "activation entropy E" in out and "bits (R=10)" in out

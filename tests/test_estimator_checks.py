@@ -18,6 +18,7 @@ ESTIMATORS = [
     ActivationEntropy(n_bins=4, binning="reference", n_neurons=0.5, n_classes=0),
     ActivationProbabilityFeatures(n_classes=0),
     ActivationProbabilityFeatures(alpha=1.0, cv=3, n_classes=0),
+    ActivationProbabilityFeatures(n_bins=3, form="log", alpha=1.0, n_classes=0),
     AuxiliaryClassifier(random_state=0),
     ActivationExtractor(AnyWidthMLP()),
     ActivationExtractor(AnyWidthMLP(), reduce="flatten", batch_size=7),
@@ -45,9 +46,22 @@ CROSS_FIT_FAILURES = {
 }
 
 
+# As scikit-learn lists for MLPClassifier: with mini-batches in a random
+# order, weight 2 equals a repeated sample only up to the batch order
+# (tests/test_auxiliary.py checks the equivalence with one batch).
+WEIGHT_FAILURES = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "mini-batch training: sample_weight is equivalent to repeating samples "
+        "only up to the order of the batches"
+    ),
+}
+
+
 def _expected_failures(estimator):
     if isinstance(estimator, ActivationExtractor):
         return EXPECTED_FAILURES
+    if isinstance(estimator, AuxiliaryClassifier):
+        return WEIGHT_FAILURES
     if isinstance(estimator, ActivationProbabilityFeatures) and estimator.cv:
         return CROSS_FIT_FAILURES
     return {}
