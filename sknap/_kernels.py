@@ -147,10 +147,10 @@ def states_from_above(above, samples, binning="right"):
         in bin ``k``. In ``"reference"`` mode a value on an edge, or above
         the last, is in no state.
     """
-    lower = above[:, 0::2] if binning == "reference" else above
     if binning == "reference":
-        upper = above[:, 1::2]
+        lower, upper = above[:, 0::2], above[:, 1::2]
     else:  # the values above e_{k+1}; none above the last bin
+        lower = above
         upper = torch.cat([lower[:, 1:], torch.zeros_like(lower[:, :1])], dim=1)
     inactive = samples[:, None] - lower[:, 0]
     return torch.cat([inactive[:, None], lower - upper], dim=1).transpose(1, 2)
@@ -165,6 +165,8 @@ if numba is not None:
         finite = True
         for i in range(A.shape[0]):
             c = rows[i]
+            if c < 0 or c >= class_max.shape[0]:  # numba does not check bounds
+                raise IndexError("a class index is outside the state")
             for j in range(A.shape[1]):
                 v = A[i, j]
                 finite &= abs(v) < np.inf  # False for NaN and infinity
@@ -178,10 +180,13 @@ if numba is not None:
         n = A.shape[1]
         for i in range(A.shape[0]):
             c = rows[i]
+            if c < 0 or c >= above.shape[0]:  # numba does not check bounds
+                raise IndexError("a class index is outside the state")
             row = A[i]
             seen = seen_max[c, offset : offset + n]
             for j in range(n):
-                seen[j] = max(seen[j], row[j])
+                # NaN is kept (not v <= m), so the check of the pass sees it.
+                seen[j] = row[j] if not row[j] <= seen[j] else seen[j]
             # Row by row over contiguous columns: the loops vectorise.
             for k in range(T.shape[0]):
                 t = T[k, offset : offset + n]
@@ -213,7 +218,10 @@ def _torch_chunks(A, step=None):
         yield A[start : start + step].to(wd), start
 
 
-def _check_state(A, rows, state, offset):
+def _check_state(A, rows, state, offset, *others):
+    """Raise unless the batch fits the state: the kernels write without
+    bounds checks, so every shape is checked here (the class indices in the
+    kernels). ``others`` are (name, tensor, shape it must have)."""
     n = A.shape[1]
     if rows.shape != (A.shape[0],):
         raise ValueError(
@@ -222,9 +230,16 @@ def _check_state(A, rows, state, offset):
         )
     if offset < 0 or offset + n > state.shape[1]:
         raise ValueError(
-            f"The state has {state.shape[1]} columns; columns {offset} .. "
-            f"{offset + n} were asked for."
+            f"The statistics have {state.shape[1]} columns, but a block of {n} "
+            f"columns at offset {offset} was counted: every batch must have the "
+            "columns of the first one."
         )
+    for name, tensor, shape in others:
+        if tuple(tensor.shape) != tuple(shape):
+            raise ValueError(
+                f"The counting state '{name}' has shape {tuple(tensor.shape)}, "
+                f"not {tuple(shape)}: it does not belong to these statistics."
+            )
 
 
 def _numba_ready(*tensors):
@@ -257,7 +272,7 @@ def first_pass(A, rows, class_max, active, offset=0):
         False when ``A`` holds NaN or infinity, for the caller to raise (the
         state is then partly updated).
     """
-    _check_state(A, rows, class_max, offset)
+    _check_state(A, rows, class_max, offset, ("active", active, class_max.shape))
     if backend(A.device) == "numba" and _numba_ready(class_max, active, rows):
         cmax, act, labels = class_max.numpy(), active.numpy(), rows.numpy()
         finite = True
@@ -299,7 +314,15 @@ def count_above(A, rows, T, above, seen_max, offset=0):
     offset : int, default=0
         The columns of ``A`` are the neurons ``offset .. offset + n_columns``.
     """
-    _check_state(A, rows, seen_max, offset)
+    n_classes, n_total = seen_max.shape
+    _check_state(
+        A,
+        rows,
+        seen_max,
+        offset,
+        ("thresholds", T, (T.shape[0], n_total)),
+        ("above", above, (n_classes, T.shape[0], n_total)),
+    )
     if backend(A.device) == "numba" and _numba_ready(above, seen_max, rows):
         state = (T.numpy(), above.numpy(), seen_max.numpy())
         labels = rows.numpy()

@@ -1,8 +1,8 @@
 """Exact statistics of activations that never sit in memory all at once.
 
 Entropy and activation probabilities need only sums over samples
-(docs/definitions.md): per class and neuron, the largest value and how many values are
-positive; per neuron, how many values fall in each bin. The bins need the
+(docs/definitions.md): per class and neuron, the largest value and how many
+values are positive; per neuron, how many values fall in each bin. The bins need the
 maxima first, so an exact fit takes two passes over the data: the first
 gathers maxima and the counts for ``P``, the second counts the bins. The second
 pass counts, per class, neuron and state (inactive or one of the bins on the
@@ -11,27 +11,12 @@ kept on the device the activations come from.
 
 Both passes are sums, so statistics of shards merge by addition (``+``) and
 those of processes by ``torch.distributed`` (:meth:`NeuronStatistics.all_reduce`).
-The numbers equal those of the in-memory fit: the same kernels count the same
-values against the same edges.
-
-Examples
---------
->>> import numpy as np
->>> from sknap import ActivationEntropy
->>> from sknap.streaming import NeuronStatistics
->>> rng = np.random.default_rng(0)
->>> A = np.maximum(rng.normal(size=(100, 4)), 0)
->>> y = rng.integers(0, 2, size=100)
->>> batches = [(A[:60], y[:60]), (A[60:], y[60:])]
->>> stats = NeuronStatistics().update_from(batches)          # first pass
->>> stats = stats.begin_histograms(n_bins=5).update_from(batches)  # second
->>> streamed = ActivationEntropy(n_bins=5, n_classes=0).fit(stats)
->>> in_memory = ActivationEntropy(n_bins=5, n_classes=0).fit(A, y)
->>> bool(np.all(streamed.neuron_entropy_ == in_memory.neuron_entropy_))
-True
+An in-memory fit is these statistics over one batch, so the numbers are equal
+by construction. :class:`NeuronStatistics` shows both passes at work.
 """
 
 import copy
+import hashlib
 
 import numpy as np
 import torch
@@ -481,17 +466,22 @@ class NeuronStatistics:
             and (not self._labelled or np.array_equal(self.classes_, other.classes_))
         )
         if not same:
-            raise ValueError(
-                "These second-pass statistics started from different first passes "
-                "(their edges differ). Merge the shards' first passes, call "
-                "begin_histograms on the merged statistics, and count every shard's "
-                "second pass from that one object."
-            )
+            raise ValueError(_OTHER_FIRST_PASS)
         out = copy.deepcopy(self)
         out._above += other._above.to(out.device)
         out._seen_count += other._seen_count.to(out.device)
         torch.maximum(out._seen_max, other._seen_max.to(out.device), out=out._seen_max)
         return out
+
+    def _pass_key(self):
+        """What second passes that can be summed share: the first pass and
+        the bins; None in the first pass."""
+        if not self.second_pass:
+            return None
+        edges = self.bin_edges_.cpu().numpy().tobytes()
+        classes = None if self.classes_ is None else tuple(self.classes_.tolist())
+        bins = (self.n_bins, self.binning, self.per_class, self.n_samples_)
+        return (*bins, classes, hashlib.sha256(edges).hexdigest())
 
     def all_reduce(self, group=None):
         """Sum (and max) these statistics over the processes of ``group``, in place.
@@ -517,7 +507,7 @@ class NeuronStatistics:
         names = None if self.feature_names is None else tuple(self.feature_names)
         meta = (self.n_neurons_, self._labelled, self.classes_, self.second_pass)
         gathered = [None] * dist.get_world_size(group)
-        dist.all_gather_object(gathered, (*meta, names), group=group)
+        dist.all_gather_object(gathered, (*meta, names, self._pass_key()), group=group)
         known = [m for m in gathered if m[0] is not None]
         if not known:
             return self
@@ -533,6 +523,8 @@ class NeuronStatistics:
                 "feature_names differ); every shard needs the same layers."
             )
         if self.second_pass:
+            if len({m[5] for m in known}) > 1:
+                raise ValueError(_OTHER_FIRST_PASS)
             dist.all_reduce(self._above, group=group)
             dist.all_reduce(self._seen_count, group=group)
             dist.all_reduce(self._seen_max, op=dist.ReduceOp.MAX, group=group)
@@ -596,3 +588,11 @@ class NeuronStatistics:
                 setattr(out, name, value.copy())
         out._limits = {}
         return out
+
+
+_OTHER_FIRST_PASS = (
+    "These second-pass statistics started from different first passes (their "
+    "edges, bins or classes differ). Merge the shards' first passes, call "
+    "begin_histograms on the merged statistics, and count every shard's second "
+    "pass from that one object."
+)

@@ -131,3 +131,35 @@ def test_per_class_counts_sum_to_the_histogram():
     assert torch.equal(stats.class_hist_.sum(dim=0), stats.hist_)
     assert int(stats.hist_.sum()) == int((A > 0).sum())
     assert math.isclose(float(stats.counts_.sum()), A.size)
+
+
+@pytest.fixture(params=["numba", "torch"])
+def backend(request, monkeypatch):
+    monkeypatch.setenv("SKNAP_DISABLE_NUMBA", "1" if request.param == "torch" else "0")
+    return request.param
+
+
+def test_nan_in_the_second_pass_is_refused_on_every_path(backend):
+    A = np.abs(np.random.default_rng(0).normal(size=(20, 3)))
+    first = NeuronStatistics().update_from([A])
+    other = A.copy()
+    other[5, 1] = np.nan
+    second = first.begin_histograms(4).update_from([other])
+    with pytest.raises(ValueError, match="second pass"):
+        ActivationEntropy(n_bins=4, n_classes=0).fit(second)
+
+
+def test_the_kernels_refuse_a_state_that_does_not_fit(backend):
+    from sknap import _kernels
+
+    A = torch.ones((4, 3))
+    rows = torch.tensor([0, 1, 2, 1])  # class 2 has no row in the state
+    class_max = torch.zeros((2, 3), dtype=torch.float64)
+    active = torch.zeros((2, 3), dtype=torch.int64)
+    with pytest.raises((IndexError, RuntimeError)):
+        _kernels.first_pass(A, rows, class_max, active)
+    with pytest.raises(ValueError, match="'active' has shape"):
+        _kernels.first_pass(A, rows[:4] * 0, class_max, active[:, :2])
+    T = torch.zeros((2, 3))
+    with pytest.raises(ValueError, match="a block of 3 columns at offset 1"):
+        _kernels.count_above(A, rows * 0, T, torch.zeros((2, 2, 3)), class_max, 1)
