@@ -5,11 +5,25 @@ call :meth:`~ActivationMonitor.step` after each optimiser step or
 :meth:`~ActivationMonitor.epoch_end` after each epoch, and every ``every``
 steps or epochs it records the entropy (total, normalized, per layer) and the
 accuracy on the data it holds. It is also a ``callback`` for
-:func:`sknap.training.train_classifier`. When skorch is installed,
-:class:`SkorchActivationMonitor` does the same as a skorch callback and writes
-into the net's history.
+:func:`sknap.training.train_classifier`, and writes each record to
+TensorBoard when given a ``writer`` (a log folder or a
+``torch.utils.tensorboard.SummaryWriter``; needs the ``tensorboard`` package,
+the extra ``tensorboard``).
+
+Where the training framework is installed, the same monitor comes as its
+callback:
+
+* :class:`SkorchActivationMonitor` (skorch; the extra ``skorch``) writes into
+  the net's history;
+* :class:`LightningActivationMonitor` (PyTorch Lightning, ``lightning`` or
+  ``pytorch_lightning``; the extra ``lightning``) logs with
+  ``LightningModule.log``, so every logger of the trainer (TensorBoard, CSV,
+  ...) receives the values.
+
+This module imports only sknap's library and, when present, these packages.
 """
 
+import importlib.util
 import warnings
 
 import numpy as np
@@ -51,6 +65,16 @@ class ActivationMonitor:
     device : str, default=None
         Where to run the forward pass; None is where the model's weights are,
         so nothing is copied.
+    writer : str, Path or SummaryWriter, default=None
+        Where to write each record for TensorBoard: a log folder (a
+        ``torch.utils.tensorboard.SummaryWriter`` is made there at the first
+        measurement; :meth:`close` closes it) or a writer of your own (anything
+        with ``add_scalar``, which you close). Scalars are tagged
+        ``nap/entropy``, ``nap/normalized_entropy``, ``nap/train_acc``,
+        ``nap/test_acc``, ``nap/n_dead``, ``nap/layer_entropy/<layer>`` and
+        ``nap/<key>`` for numbers passed to :meth:`measure`; their step is the
+        epoch (``unit="epoch"``) or the step count (``unit="step"``). None
+        writes nothing.
 
     Attributes
     ----------
@@ -78,6 +102,14 @@ class ActivationMonitor:
     [2, 4]
     >>> sorted(monitor.history[-1]["layer_entropy"])
     ['relu1']
+
+    The same records in TensorBoard (``tensorboard --logdir runs``):
+
+    >>> import tempfile
+    >>> log_dir = tempfile.mkdtemp()
+    >>> monitor = ActivationMonitor(X, y, writer=log_dir)
+    >>> _ = monitor.epoch_end(model)
+    >>> monitor.close()
     """
 
     def __init__(
@@ -94,6 +126,7 @@ class ActivationMonitor:
         n_bins=10,
         batch_size=256,
         device=None,
+        writer=None,
     ):
         if unit not in ("epoch", "step"):
             raise ValueError(
@@ -115,6 +148,8 @@ class ActivationMonitor:
         self.n_bins = n_bins
         self.batch_size = batch_size
         self.device = device
+        self.writer = writer
+        self._summary_writer = None  # made from a log folder at first use
         self.history = []
         self.epoch = 0
         self.n_steps = 0
@@ -219,7 +254,54 @@ class ActivationMonitor:
             record["test_acc"] = backbone_accuracy(Z_test, self.y_test, n_classes)
         record.update(extra)
         self.history.append(record)
+        self._write(record)
         return record
+
+    def _summary(self):
+        """The writer to use, made from a log folder the first time; or None."""
+        if self.writer is None or hasattr(self.writer, "add_scalar"):
+            return self.writer
+        if self._summary_writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise ImportError(
+                    "ActivationMonitor(writer=<folder>) writes with "
+                    "torch.utils.tensorboard, which needs the tensorboard package: "
+                    "`pip install tensorboard`, or sknap's extra "
+                    '(`pip install ".[tensorboard]"` in a clone of sknap).'
+                ) from err
+            self._summary_writer = SummaryWriter(log_dir=str(self.writer))
+        return self._summary_writer
+
+    def _write(self, record):
+        """Write ``record``'s numbers to TensorBoard, when there is a writer."""
+        writer = self._summary()
+        if writer is None:
+            return
+        step = record["step"] if self.unit == "step" else record["epoch"]
+        for key, value in record.items():
+            if key in ("epoch", "step"):
+                continue
+            if key == "layer_entropy":
+                for layer, entropy in value.items():
+                    writer.add_scalar(f"nap/layer_entropy/{layer}", entropy, step)
+            elif isinstance(value, (int, float, np.number)) and not isinstance(
+                value, bool
+            ):
+                writer.add_scalar(f"nap/{key}", float(value), step)
+        if hasattr(writer, "flush"):
+            writer.flush()
+
+    def close(self):
+        """Close the TensorBoard writer the monitor made from a log folder.
+
+        A writer passed in is left open (its owner closes it); without a
+        writer this does nothing. A later measurement opens a new one.
+        """
+        if self._summary_writer is not None:
+            self._summary_writer.close()
+            self._summary_writer = None
 
     def series(self, key):
         """One recorded quantity as an array, in measurement order.
@@ -291,6 +373,9 @@ if _SkorchCallback is not None:
             Histogram bins R.
         batch_size : int, default=256
             Samples per forward pass.
+        writer : str, Path or SummaryWriter, default=None
+            Also write each record to TensorBoard (see
+            :class:`ActivationMonitor`).
 
         Attributes
         ----------
@@ -300,6 +385,7 @@ if _SkorchCallback is not None:
         See Also
         --------
         ActivationMonitor : The same for any training loop.
+        LightningActivationMonitor : The same for PyTorch Lightning.
 
         Examples
         --------
@@ -332,6 +418,7 @@ if _SkorchCallback is not None:
             reduce="mean",
             n_bins=10,
             batch_size=256,
+            writer=None,
         ):
             self.X = X
             self.y = y
@@ -342,6 +429,7 @@ if _SkorchCallback is not None:
             self.reduce = reduce
             self.n_bins = n_bins
             self.batch_size = batch_size
+            self.writer = writer
 
         def initialize(self):
             """Make a fresh monitor (skorch calls this when the net initializes).
@@ -361,6 +449,7 @@ if _SkorchCallback is not None:
                 reduce=self.reduce,
                 n_bins=self.n_bins,
                 batch_size=self.batch_size,
+                writer=self.writer,
             )
             return self
 
@@ -384,3 +473,28 @@ if _SkorchCallback is not None:
                 net.history.record("nap_test_acc", record["test_acc"])
 
     __all__.append("SkorchActivationMonitor")
+
+
+# The Lightning callback lives in sknap._lightning and is imported on first
+# use: importing Lightning takes seconds (and loads matplotlib), which users of
+# the other monitors should not pay.
+_LIGHTNING = any(
+    importlib.util.find_spec(name) is not None
+    for name in ("lightning", "pytorch_lightning")
+)
+if _LIGHTNING:
+    __all__.append("LightningActivationMonitor")
+
+
+def __getattr__(name):
+    if name == "LightningActivationMonitor":
+        from . import _lightning
+
+        if _lightning.LightningActivationMonitor is None:
+            raise AttributeError(
+                "sknap.monitor.LightningActivationMonitor needs PyTorch Lightning: "
+                "`pip install lightning`, or sknap's extra "
+                '(`pip install ".[lightning]"` in a clone of sknap).'
+            )
+        return _lightning.LightningActivationMonitor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ validate = pytest.importorskip("numpydoc.validate").validate
 PUBLIC_MODULES = [
     "sknap",
     "sknap.exceptions",
+    "sknap.data",
     "sknap.fused",
     "sknap.streaming",
     "sknap.toy",
@@ -35,6 +36,7 @@ PUBLIC_MODULES = [
     "sknap.paper.idx",
     "sknap.statistics",
     "sknap.monitor",
+    "sknap.plotting",
     "sknap.paper.cli",
 ]
 

@@ -295,23 +295,20 @@ def write_json(payload, path):
         json.dump(_json_safe(payload), f, indent=2)
 
 
-def _minmax(values):
-    values = np.asarray(values, dtype=float)
-    span = np.ptp(values)
-    return np.zeros_like(values) if span == 0 else (values - values.min()) / span
-
-
 def plot_figure2(records, path, title=""):
-    """Figure 2 of the paper: min-max normalized entropy and accuracy.
+    """Figure 2 of the paper, written to an image file.
 
-    Left axis: entropy min-max normalized over the checkpoints; right axis:
-    train and test accuracy (%). Needs matplotlib (the extra ``plot``).
+    Entropy min-max normalized over the checkpoints, and train and test
+    accuracy, drawn by :func:`sknap.plotting.plot_entropy_accuracy` on a
+    figure of its own: matplotlib's backend and pyplot's figures are left
+    as they were. Needs matplotlib (the extra ``plot``).
 
     Parameters
     ----------
     records : list of dict
         One dict per checkpoint with ``checkpoint``, ``entropy``,
-        ``train_acc`` and ``test_acc``.
+        ``train_acc`` and ``test_acc`` (and ``seed``, for the spread over
+        seeds).
     path : str or Path
         The image file to write; its suffix sets the format.
     title : str, default=""
@@ -321,6 +318,10 @@ def plot_figure2(records, path, title=""):
     -------
     path : str or Path
         ``path``.
+
+    See Also
+    --------
+    sknap.plotting.plot_entropy_accuracy : The same plot into any Axes.
 
     Examples
     --------
@@ -332,36 +333,22 @@ def plot_figure2(records, path, title=""):
     True
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
+        from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError(
-            "The Figure-2 plot needs matplotlib: `pip install 'sknap[plot]'`."
+            "The Figure-2 plot needs matplotlib: `pip install matplotlib`, or "
+            '`pip install ".[plot]"` in a clone of sknap.'
         ) from err
-    x = [r["checkpoint"] for r in records]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    ax.plot(x, _minmax([r["entropy"] for r in records]), "k-o", ms=3, label="entropy")
-    ax.set_xlabel("checkpoint")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("min-max normalized entropy")
-    ax.set_ylim(-0.05, 1.05)
-    acc = ax.twinx()
-    acc.plot(
-        x, [100 * r["train_acc"] for r in records], "C0-s", ms=3, label="train acc"
-    )
-    acc.plot(x, [100 * r["test_acc"] for r in records], "C1-^", ms=3, label="test acc")
-    acc.set_ylabel("accuracy (%)")
-    lines = ax.get_lines() + acc.get_lines()
-    ax.legend(
-        lines, [line.get_label() for line in lines], loc="center right", fontsize=8
-    )
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+    from ..plotting import plot_entropy_accuracy
+
+    # A Figure made directly, not through pyplot: no backend is chosen or
+    # switched, and nothing is left open in pyplot's list of figures.
+    fig = Figure(figsize=(6, 3.5), dpi=120, layout="constrained")
+    ax = plot_entropy_accuracy(records, x="checkpoint", ax=fig.add_subplot())
+    if title:
+        subtitle = ax.get_title()
+        ax.set_title(f"{title}\n{subtitle}" if subtitle else title, fontsize=9)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
