@@ -72,6 +72,33 @@ def iter_batches(batches):
             yield item, None
 
 
+class ColumnBatches:
+    """Some columns of another source of batches, read batch by batch.
+
+    What :meth:`ActivationEntropy.transform` returns for batches: the kept
+    activation columns and the probability block, without a matrix.
+
+    Parameters
+    ----------
+    batches : re-iterable
+        Batches or ``(batch, labels)`` pairs.
+    columns : array-like of int
+        The columns kept, in order.
+    """
+
+    def __init__(self, batches, columns):
+        self.batches = batches
+        self.columns = torch.as_tensor(np.asarray(columns), dtype=torch.int64)
+        names = getattr(batches, "feature_names", None)
+        self.feature_names = None if names is None else np.asarray(names)[columns]
+        self.y = getattr(batches, "y", None)
+
+    def __iter__(self):
+        for A, y in iter_batches(self.batches):
+            A = A if isinstance(A, torch.Tensor) else torch.as_tensor(np.asarray(A))
+            yield A[:, self.columns.to(A.device)], y
+
+
 class ActivationBatches:
     """The rows of :meth:`ActivationExtractor.transform`, computed batch by batch.
 

@@ -15,6 +15,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _engine, _histogram, _stream_fit, streaming
+from ._engine_sources import ColumnBatches
 from ._layout import check_probability_block, layer_of, resolve_n_classes
 from .exceptions import DeadNeuronWarning
 
@@ -291,15 +292,22 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_neurons + n_classes)
-            Same layout as in ``fit``.
+        X : array-like of shape (n_samples, n_neurons + n_classes), or batches
+            Same layout as in ``fit``. Batches (``ActivationExtractor``'s
+            ``batches``, or what it returns with ``streaming=True``) give
+            batches back.
 
         Returns
         -------
-        X_out : ndarray of shape (n_samples, n_selected + n_classes)
-            Selected activations, then the probabilities unchanged.
+        X_out : ndarray of shape (n_samples, n_selected + n_classes), or batches
+            Selected activations, then the probabilities unchanged; for
+            batches, the same columns of each batch, read when iterated.
         """
         check_is_fitted(self)
+        if streaming.is_batch_source(X) and not isinstance(
+            X, streaming.NeuronStatistics
+        ):
+            return ColumnBatches(X, self._output_columns())
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return X[:, self._output_columns()]
 

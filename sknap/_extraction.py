@@ -148,6 +148,13 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
     pin_memory : "auto" or bool, default="auto"
         Pin host batches before copying them to CUDA without blocking;
         ``"auto"`` does whenever the device is CUDA. Exact.
+    streaming : bool, default=False
+        Make ``transform`` and ``fit_transform`` return :meth:`batches`
+        instead of the matrix: a re-iterable of the same rows, computed batch
+        by batch each time it is read, which the next steps of a
+        :func:`make_nap_pipeline` fit and transform from. Memory then does not
+        grow with n_samples x n_neurons, at the cost of running the backbone
+        once per pass over the data.
 
     Attributes
     ----------
@@ -199,6 +206,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         "autocast": [None, StrOptions(set(_device.AUTOCAST_DTYPES))],
         "channels_last": [StrOptions({"auto"}), "boolean"],
         "pin_memory": [StrOptions({"auto"}), "boolean"],
+        "streaming": ["boolean"],
     }
 
     def __init__(
@@ -217,6 +225,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         autocast=None,
         channels_last="auto",
         pin_memory="auto",
+        streaming=False,
     ):
         self.backbone = backbone
         self.layers = layers
@@ -231,6 +240,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         self.autocast = autocast
         self.channels_last = channels_last
         self.pin_memory = pin_memory
+        self.streaming = streaming
 
     def __sklearn_clone__(self):
         # Share the backbone: a deep copy per fold or grid candidate would cost
@@ -384,8 +394,11 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         Returns
         -------
         Z : ndarray of shape (n_samples, ``n_neurons_ + n_outputs_``), dtype=float32
-            One row per sample.
+            One row per sample; with ``streaming=True``, :meth:`batches` of
+            those rows instead.
         """
+        if self.streaming:
+            return self.batches(X)
         return self._transform_checked(X)
 
     def fit_transform(self, X, y=None):
@@ -402,8 +415,11 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         Returns
         -------
         Z : ndarray of shape (n_samples, ``n_neurons_ + n_outputs_``), dtype=float32
-            One row per sample, as :meth:`transform` returns.
+            One row per sample, as :meth:`transform` returns (with
+            ``streaming=True``, :meth:`batches` that carry ``y``).
         """
+        if self.streaming:
+            return self.fit(X, y).batches(X, y)
         return self.fit(X, y)._transform_checked(X, y)
 
     def _transform_checked(self, X, y=None):

@@ -72,6 +72,7 @@ def check_memory(n_samples, n_columns):
         f"The activation matrix of {n_samples} samples x {n_columns} columns "
         f"(float32) needs {format_bytes(needed)}, but only "
         f"{format_bytes(available)} of memory is available. Stream instead: "
+        "make_nap_pipeline(..., streaming=True), or "
         "ActivationEntropy().fit(extractor.batches(X, y)) and "
         "ActivationProbabilityFeatures().fit(extractor.batches(X, y)) keep only "
         "counts, never the whole matrix (see sknap.streaming); or transform X "

@@ -47,6 +47,7 @@ def make_nap_pipeline(
     max_iter=20,
     batch_size=256,
     cache=None,
+    streaming=False,
     device="auto",
     random_state=None,
 ):
@@ -126,6 +127,14 @@ def make_nap_pipeline(
         The extractor's activation cache. ``"memory"`` makes a grid search
         run the backbone once per fold and data split, whatever the number
         of candidates, since only later steps differ between them.
+    streaming : bool, default=False
+        Pass batches between the steps instead of the activation matrix
+        (the extractor's ``streaming``): memory then does not grow with
+        n_samples x n_neurons, for data of any size (a Dataset or DataLoader
+        with ``y`` as an array). ``fit`` runs the backbone four times over the
+        data (the entropy's two passes, the probabilities' fit and features)
+        instead of once; ``predict`` once. Not with ``cv`` (cross-fitting
+        needs the matrix).
     device : str, default="auto"
         Device of the backbone and the auxiliary network.
     random_state : int or None, default=None
@@ -172,6 +181,7 @@ def make_nap_pipeline(
                     batch_size=batch_size,
                     cache=cache,
                     device=device,
+                    streaming=streaming,
                 ),
             ),
             (

@@ -382,6 +382,12 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         self.fit(X, y)
         if self.cv is None:
             return self.transform(X)
+        if streaming.is_batch_source(X):
+            raise ValueError(
+                "Cross-fitting (cv=...) needs the activations in memory, but X is "
+                "a source of batches (make_nap_pipeline(..., streaming=True)). Use "
+                "cv=None when streaming, or fit on arrays."
+            )
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=False)
         _, y_idx = self._encode(y)
         cv = check_cv(self.cv, y_idx, classifier=True)
@@ -416,8 +422,20 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             ``Y_proposed`` (rows sum to 1), then ``Y_predicted``.
         """
         check_is_fitted(self)
+        model = self._model()
+        if streaming.is_batch_source(X) and not isinstance(
+            X, streaming.NeuronStatistics
+        ):
+            # One batch at a time: only the 2 * n_classes features are kept.
+            rows = [
+                self._features(_engine.to_numpy(A).astype(np.float32), model)
+                for A, _ in streaming.iter_batches(X)
+            ]
+            return (
+                np.concatenate(rows) if rows else np.empty((0, 2 * len(self.classes_)))
+            )
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._features(X, self._model())
+        return self._features(X, model)
 
     def get_feature_names_out(self, input_features=None):
         """Names ``proposed_<class>`` then ``predicted_<class>``.

@@ -61,8 +61,17 @@ def _reset(estimator, stats):
     estimator.n_features_in_ = stats.n_neurons_
 
 
+def _carried(X, y):
+    """Whether ``y`` is the labels the batches ``X`` already carry (a
+    pipeline passes both), not other ones."""
+    carried = getattr(X, "y", None)
+    if carried is None:
+        return False
+    return carried is y or np.array_equal(np.asarray(carried), np.asarray(y))
+
+
 def _statistics(estimator, X, y, n_bins=None, binning="right", per_class=True):
-    if y is not None:
+    if y is not None and not _carried(X, y):
         raise ValueError(
             f"{type(estimator).__name__}.fit got an iterable of batches and y; the "
             "labels must come with the batches: yield (activations, labels) pairs "
