@@ -103,3 +103,28 @@ def test_demo_shows_each_model_and_the_picked_r(capsys):
     grid = [line.split()[0] for line in out.splitlines() if line.strip()[:2] == "R="]
     assert grid == ["R=2", "R=5", "R=10", "R=20"]
     assert "activation entropy E" in out and "bits (R=10)" in out
+
+
+def test_reproduce_with_three_seeds(tmp_path):
+    out = tmp_path / "run"
+    argv = ["reproduce", "--train-size", "100", "--test-size", "50", "--seeds", "3"]
+    argv += ["--checkpoints", "2", "--aux-epochs", "1", "--cv", "2"]
+    argv += ["--probe-max-samples", "50", "--no-layer-comparison", "--quiet"]
+    argv += ["--output", str(out)]
+    assert main(argv) == 0
+    payload = json.loads((out / "results.json").read_text())
+    seeds = [r["seed"] for r in payload["checkpoints"]]
+    assert seeds == [0, 0, 1, 1, 2, 2]
+    summary = payload["summary"]
+    assert summary["seeds"] == [0, 1, 2] and len(summary["per_seed"]) == 3
+    # The mean gain is the mean of the seeds' own gains, and its interval
+    # holds it.
+    per_seed = [s["table2"]["test"]["avg_improvement"] for s in summary["per_seed"]]
+    test = summary["table2"]["test"]
+    assert_allclose(test["avg_improvement"], sum(per_seed) / 3)
+    low, high = test["interval"]
+    assert low <= test["avg_improvement"] <= high
+    assert summary["paired_test"]["aux"]["n"] == 6
+    report = (out / "report.md").read_text()
+    assert "over 3 seeds" in report and "## Test gains with intervals" in report
+    assert "binned P" in report

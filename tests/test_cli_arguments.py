@@ -45,6 +45,7 @@ def assert_nothing_written(folder):
 
 # (option, value, a part of the message that says what is allowed)
 BAD_NUMBERS = [
+    ("--seeds", "0", "an int in the range [1, inf)"),
     ("--checkpoints", "0", "an int in the range [1, inf)"),
     ("--checkpoints", "-3", "an int in the range [1, inf)"),
     ("--checkpoints", "2.5", "an int in the range [1, inf)"),

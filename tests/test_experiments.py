@@ -37,6 +37,7 @@ def test_records_of_a_tiny_sweep(data):
         "aux_train_acc",
         "aux_test_acc",
         "ypred_test_acc",
+        "binned_test_acc",
         "probe_test_acc",
         "cv_aux_test_acc",
         "last2_test_acc",
@@ -54,6 +55,15 @@ def test_records_of_a_tiny_sweep(data):
     }
     assert result.settings["aux_batch_size"] == 16
     assert result.wall_time_s > 0
+    # Which test images each model gets right, kept beside the records: their
+    # means are the records' test accuracies.
+    assert len(result.test_correct) == 2 and "test_correct" not in record
+    correct = result.test_correct[-1]
+    assert correct["backbone"].shape == (100,)
+    for name in ("backbone", "aux", "ypred", "binned", "probe", "cv_aux", "last"):
+        key = "test_acc" if name == "backbone" else f"{name}_test_acc"
+        assert_allclose(correct[name].mean(), record[key], err_msg=name)
+    assert record["seed"] == 0
 
 
 def test_last_two_layers_of_the_fcnn_are_all_layers(data):
@@ -115,3 +125,35 @@ def test_bad_settings(data):
 )
 def test_auto_aux_batch_size(n, expected):
     assert auto_aux_batch_size(n) == expected
+
+
+def test_seeds_change_the_backbone_not_the_data(data):
+    from sknap.paper.seeds import run_seeds
+
+    def make_model(seed):
+        return make_backbone(
+            "fcnn", data.input_shape, data.n_classes, random_state=seed
+        )
+
+    settings = SweepSettings(
+        n_checkpoints=1, ablations=False, compare_layers=False, **FAST
+    )
+    result = run_seeds(make_model, data, settings, [3, 4], progress=False)
+    assert [r["seed"] for r in result.records] == [3, 4]
+    assert result.settings["seeds"] == [3, 4]
+    # Seed 3 alone gives the same record as within the pair.
+    alone = run_sweep(
+        make_model(3),
+        data,
+        SweepSettings(
+            n_checkpoints=1,
+            ablations=False,
+            compare_layers=False,
+            random_state=3,
+            **FAST,
+        ),
+        progress=False,
+    ).records[0]
+    assert_allclose(alone["test_acc"], result.records[0]["test_acc"])
+    assert_allclose(alone["entropy"], result.records[0]["entropy"])
+    assert result.records[0]["entropy"] != result.records[1]["entropy"]

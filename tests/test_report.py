@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from scipy import stats
 
 from sknap.paper.experiments import SweepResult
 from sknap.paper.markdown import markdown_report
@@ -172,3 +173,105 @@ def test_nan_becomes_null_in_json(tmp_path):
     assert payload["summary"]["table1"]["pearson_train"] is None
     assert "n/a" in paths["report"].read_text()
     assert np.isfinite(payload["summary"]["table2"]["test"]["avg_improvement"])
+
+
+def seeded(records, seed, shift):
+    """``records`` as the run of ``seed``, every accuracy of the aux moved."""
+    out = []
+    for r in records:
+        r = dict(r, seed=seed)
+        r["aux_test_acc"] = r["aux_test_acc"] + shift
+        out.append(r)
+    return out
+
+
+def correct_for(records, n_test, aux_extra, ypred_extra=0):
+    """Per-record correctness of ``n_test`` images: the backbone right on the
+    first half; the aux also on ``aux_extra`` more, Y_pred only on
+    ``ypred_extra`` more."""
+    out = []
+    for _ in records:
+        base = np.arange(n_test) < n_test // 2
+        aux = np.arange(n_test) < n_test // 2 + aux_extra
+        ypred = np.arange(n_test) < n_test // 2 + ypred_extra
+        out.append({"backbone": base, "aux": aux, "ypred": ypred, "binned": aux})
+    return out
+
+
+def test_summarize_over_seeds_by_hand():
+    base = make_records()
+    records = seeded(base, 0, 0.0) + seeded(base, 1, 0.02) + seeded(base, 2, 0.04)
+    summary = summarize(records)
+    assert summary["seeds"] == [0, 1, 2]
+    # Seed s moves the aux's test accuracy by 2 s points at every checkpoint:
+    # gains g, g + 2, g + 4, so mean g + 2 and SD 2.
+    one = summarize(base)["table2"]["test"]["avg_improvement"]
+    test = summary["table2"]["test"]
+    assert_allclose([test["avg_improvement"], test["sd"]], [one + 2, 2.0])
+    assert test["n"] == 12
+    assert [s["table2"]["test"]["n"] for s in summary["per_seed"]] == [4, 4, 4]
+    spread = summary["spread"]["table1.pearson_train"]
+    assert spread["sd"] == pytest.approx(0.0, abs=1e-12)
+    assert "both negative on 3 of 3 seeds" in summary["h1"]
+    assert "holds" in summary["h1"]
+
+
+def test_intervals_against_scipy():
+    records = make_records()
+    # 100 images; the aux right on 3 more than the backbone at every checkpoint.
+    correct = correct_for(records, 100, aux_extra=3, ypred_extra=1)
+    summary = summarize(records, test_correct=correct)
+    diff = correct[0]["aux"].astype(float) - correct[0]["backbone"]
+    ref = stats.bootstrap(
+        (diff,), np.mean, method="percentile", rng=np.random.default_rng(0)
+    ).confidence_interval
+    assert_allclose(
+        summary["table2"]["test"]["interval"], [100 * ref.low, 100 * ref.high]
+    )
+    over = summary["over_ypred"]["aux"]
+    assert_allclose(over["gain"], 2.0)
+    # Wilcoxon over the checkpoints, computed by scipy directly.
+    te = [r["test_acc"] for r in records]
+    aux = [r["aux_test_acc"] for r in records]
+    ref = stats.wilcoxon(np.subtract(aux, te), alternative="greater")
+    assert_allclose(summary["paired_test"]["aux"]["pvalue"], ref.pvalue)
+
+
+def test_verdict_when_the_interval_contains_zero():
+    records = make_records()
+    # One image of 100 more: the interval over images reaches down to 0.
+    summary = summarize(records, test_correct=correct_for(records, 100, 1, 1))
+    low, high = summary["table2"]["test"]["interval"]
+    assert low <= 0 <= high
+    assert "the gain is not distinguishable from zero" in summary["h2"]
+    assert (
+        "add +0.00 [+0.00, +0.00] points over it: not distinguishable"
+        in (summary["h2"])
+    )
+
+
+def test_verdict_when_the_interval_excludes_zero():
+    records = make_records()
+    summary = summarize(records, test_correct=correct_for(records, 400, 40))
+    low, _ = summary["table2"]["test"]["interval"]
+    assert low > 0
+    assert "the gain is above zero" in summary["h2"]
+    assert "not distinguishable from zero" not in summary["h2"].split(";")[0]
+
+
+def test_report_over_seeds_shows_spread_and_intervals(tmp_path):
+    base = make_records()
+    records = seeded(base, 0, 0.0) + seeded(base, 1, 0.02)
+    correct = correct_for(records, 50, 5)
+    result = SweepResult(records=records, test_correct=correct, settings={})
+    meta = dict(META, blocks={"all": ["relu1"]}, seeds=[0, 1])
+    paths = write_report(result, meta, tmp_path)
+    text = paths["report"].read_text()
+    assert "## Test gains with intervals" in text
+    assert "Mean ± SD over 2 seeds" in text
+    assert "95 % percentile bootstrap" in text
+    saved = np.load(paths["test_correct"])
+    assert saved["aux"].shape == (8, 50)
+    payload = json.loads(paths["json"].read_text())
+    assert len(payload["summary"]["per_seed"]) == 2
+    assert {r["seed"] for r in payload["checkpoints"]} == {0, 1}

@@ -7,8 +7,14 @@ A line ``<!-- report: NAME SECTION[,SECTION...] -->`` in docs/results.md.in is
 replaced by those sections of docs/runs/NAME/report.md (sections are matched by
 the start of their '## ' heading; 'head' is the command, data, machine and wall
 time lines). Copying only: every number comes from the run.
+
+The summary table reads each run's results.json: runs made with ``--seeds K``
+(K > 1) show "mean ± SD over seeds" and, for test gains, the bootstrap interval
+over test images "[low, high]"; single-seed runs show the one value, and "n/a"
+for columns they did not measure (the binned features).
 """
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -56,44 +62,85 @@ def num(v, fmt="{:+.2f}"):
     return "n/a" if v is None else fmt.format(v)
 
 
+def with_spread(value, sd=None, interval=None):
+    """``+0.28 ± 0.10 [+0.05, +0.50]``: mean, SD over seeds, interval."""
+    text = num(value)
+    if sd is not None:
+        text += f" ± {sd:.2f}"
+    if interval is not None:
+        text += f" [{interval[0]:+.2f}, {interval[1]:+.2f}]"
+    return text
+
+
 def summary(match):
-    import json
-
     rows = [
-        "| run | checkpoints | wall time | PCC E~Tr (paper) | SCC E~Tr (paper) "
+        "| run | seeds | checkpoints | wall time | PCC E~Tr (paper) | SCC E~Tr (paper) "
         "| PCC E~Te | Avg.Imp. Tr (paper) | Avg.Imp. Te (paper) | PTe > Te "
-        "| Te gain: Y_pred only | Te gain: cross-fitted P | Te gain: LR probe |",
-        "|" + "---|" * 12,
+        "| Te gain: Y_pred only | Te gain: binned P | Te gain: cross-fitted P "
+        "| Te gain: LR probe | P over Y_pred only |",
+        "|" + "---|" * 15,
     ]
-    for name in match.group(1).split(","):
-        p = json.loads((runs / name / "results.json").read_text())
-        s, m = p["summary"], p["meta"]
-        t1, t2, ab = s["table1"], s["table2"], s["ablations"]
-        paper = PAPER.get(name, ("none", None, None, None, None))
-
-        def cite(ours, ref):
-            return f"{num(ours)} ({num(ref)})"
-
-        rows.append(
-            " | ".join(
-                [
-                    f"| `{name}`",
-                    str(s["n_checkpoints"]),
-                    f"{m['wall_time_s'] / 60:.1f} min",
-                    cite(t1["pearson_train"], paper[1]),
-                    cite(t1["spearman_train"], paper[2]),
-                    num(t1["pearson_test"]),
-                    cite(t2["train"]["avg_improvement"], paper[3]),
-                    cite(t2["test"]["avg_improvement"], paper[4]),
-                    f"{t2['test']['wins']}/{s['n_checkpoints']}",
-                    num(ab["ypred"]["test"]["avg_improvement"]),
-                    num(ab["cv_aux"]["test"]["avg_improvement"]),
-                    num(ab["probe"]["test"]["avg_improvement"]),
-                ]
-            )
-            + " |"
-        )
+    rows += [row(name) for name in match.group(1).split(",")]
     return "\n".join(rows)
+
+
+def row(name):
+    """The summary table's row of one run, from its results.json."""
+    p = json.loads((runs / name / "results.json").read_text())
+    s, m = p["summary"], p["meta"]
+    t1, t2, ab = s["table1"], s["table2"], s["ablations"]
+    spread = s.get("spread", {})
+    seeds = s.get("seeds") or [p["settings"].get("random_state", 0)]
+    paper = PAPER.get(name, ("none", None, None, None, None))
+
+    def corr(key, ref=None, missing=False):
+        sd = spread.get(f"table1.{key}", {}).get("sd")
+        text = with_spread(t1[key], sd)
+        return text if missing else f"{text} ({num(ref)})"
+
+    def gain(item, ref=None, cite=False):
+        if item is None:
+            return "n/a"
+        text = with_spread(
+            item["avg_improvement"], item.get("sd"), item.get("interval")
+        )
+        return f"{text} ({num(ref)})" if cite else text
+
+    def ablation(key):
+        return gain((ab.get(key) or {}).get("test"))
+
+    over = s.get("over_ypred", {}).get("aux")
+    if over is not None:
+        over_cell = with_spread(over["gain"], None, [over["low"], over["high"]])
+    elif "ypred" in ab:
+        over_cell = num(
+            t2["test"]["avg_improvement"] - ab["ypred"]["test"]["avg_improvement"]
+        )
+    else:
+        over_cell = "n/a"
+    n_pairs = t2["test"].get("n", s["n_checkpoints"])
+    return (
+        " | ".join(
+            [
+                f"| `{name}`",
+                str(len(seeds)),
+                str(s["n_checkpoints"]),
+                f"{m['wall_time_s'] / 60:.1f} min",
+                corr("pearson_train", paper[1]),
+                corr("spearman_train", paper[2]),
+                corr("pearson_test", missing=True),
+                gain(t2["train"], paper[3], cite=True),
+                gain(t2["test"], paper[4], cite=True),
+                f"{t2['test']['wins']}/{n_pairs}",
+                ablation("ypred"),
+                ablation("binned"),
+                ablation("cv_aux"),
+                ablation("probe"),
+                over_cell,
+            ]
+        )
+        + " |"
+    )
 
 
 def main():

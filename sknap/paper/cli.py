@@ -166,8 +166,9 @@ def _reproduce(args, argv, parser):
 
     from .backbones import make_backbone
     from .datasets import load_dataset
-    from .experiments import SweepSettings, run_sweep
+    from .experiments import SweepSettings
     from .report import summarize, write_csv, write_report
+    from .seeds import run_seeds
 
     folder = args.output or (
         f"sknap-results/{args.dataset}-{args.backbone}"
@@ -193,6 +194,13 @@ def _reproduce(args, argv, parser):
         model = make_backbone(
             args.backbone, data.input_shape, data.n_classes, random_state=args.seed
         )
+
+        def make_model(seed):
+            if seed == args.seed:
+                return model
+            return make_backbone(
+                args.backbone, data.input_shape, data.n_classes, random_state=seed
+            )
     except (OSError, ImportError, ValueError) as err:
         message = str(err)
         for param, option in _LOAD_OPTIONS.items():
@@ -223,7 +231,7 @@ def _reproduce(args, argv, parser):
         f"sknap reproduce: {args.backbone} on {args.dataset}{mixed}: "
         f"{len(data.y_train)} train / {len(data.y_test)} test images of shape "
         f"{data.input_shape}, {args.checkpoints} checkpoints x "
-        f"{args.epochs_per_checkpoint} epoch(s) -> {folder}"
+        f"{args.epochs_per_checkpoint} epoch(s), {args.seeds} seed(s) -> {folder}"
     )
     os.makedirs(folder, exist_ok=True)
     partial = []
@@ -232,8 +240,14 @@ def _reproduce(args, argv, parser):
         partial.append(record)
         write_csv(partial, os.path.join(folder, "checkpoints.csv"))
 
-    result = run_sweep(
-        model, data, settings, progress=not args.quiet, on_checkpoint=save_partial
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    result = run_seeds(
+        make_model,
+        data,
+        settings,
+        seeds,
+        progress=not args.quiet,
+        on_checkpoint=save_partial,
     )
     meta = {
         "title": f"sknap reproduce: {args.backbone} on {args.dataset}{mixed}",
@@ -252,8 +266,13 @@ def _reproduce(args, argv, parser):
         "wall_time_s": result.wall_time_s,
         "settings": result.settings,
         "random_labels": args.random_labels,
+        "seeds": seeds,
     }
-    summary = summarize(result.records, random_labels=args.random_labels)
+    summary = summarize(
+        result.records,
+        random_labels=args.random_labels,
+        test_correct=result.test_correct,
+    )
     paths = write_report(result, meta, folder, summary=summary)
     say(f"H1: {summary['h1']}.")
     say(f"H2: {summary['h2']}.")
@@ -419,6 +438,14 @@ def _add_reproduce(commands):
     )
     run = p.add_argument_group("run")
     _add_seed_and_device(run)
+    run.add_argument(
+        "--seeds",
+        type=_int_in(1),
+        default=1,
+        help="runs with seeds --seed, --seed + 1, ... (backbone weights, data "
+        "order, auxiliary models) on the same data split; the report gives the "
+        "mean and spread over them (default 1)",
+    )
     run.add_argument("--threads", type=_int_in(1), help="torch CPU threads")
     run.add_argument(
         "--output",

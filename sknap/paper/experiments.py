@@ -144,6 +144,10 @@ class SweepResult:
         ReLU blocks behind ``"all"``, ``"last2"`` and ``"last"``.
     wall_time_s : float
         Seconds from the start of training to the last checkpoint.
+    test_correct : list of dict
+        Per record, in the same order: the record's ``test_correct`` (which
+        test images each model gets right), kept out of the record so that
+        the CSV and JSON stay one number per column.
 
     Examples
     --------
@@ -156,6 +160,7 @@ class SweepResult:
     settings: dict = field(default_factory=dict)
     blocks: dict = field(default_factory=dict)
     wall_time_s: float = 0.0
+    test_correct: list = field(default_factory=list)
 
 
 def auto_aux_batch_size(n_samples):
@@ -319,11 +324,12 @@ def _aux_scores(F_train, y_train, F_test, y_test, settings, batch_size):
     )
     with _one_thread():
         aux.fit(F_train, y_train)
-        return float(aux.score(F_train, y_train)), float(aux.score(F_test, y_test))
+        correct = aux.predict(F_test) == y_test
+        return float(aux.score(F_train, y_train)), float(correct.mean()), correct
 
 
-def _probability_features(Z_train, y_train, Z_test, n_classes, cv=None):
-    features = ActivationProbabilityFeatures(n_classes=n_classes, cv=cv)
+def _probability_features(Z_train, y_train, Z_test, n_classes, cv=None, n_bins=None):
+    features = ActivationProbabilityFeatures(n_classes=n_classes, cv=cv, n_bins=n_bins)
     return features.fit_transform(Z_train, y_train), features.transform(Z_test)
 
 
@@ -337,7 +343,8 @@ def _probe_scores(A_train, y_train, A_test, y_test, settings):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         probe.fit(A_fit, y_fit)
-    return float(probe.score(A_train, y_train)), float(probe.score(A_test, y_test))
+    correct = probe.predict(A_test) == y_test
+    return float(probe.score(A_train, y_train)), float(correct.mean()), correct
 
 
 def evaluate_checkpoint(model, data, settings, *, progress=False):
@@ -361,10 +368,15 @@ def evaluate_checkpoint(model, data, settings, *, progress=False):
         ``normalized_entropy``, ``n_neurons``, ``n_dead``, ``class_entropy``,
         ``layer_entropy`` (training set, chosen layers); ``aux_train_acc``,
         ``aux_test_acc`` (the paper's PTr, PTe); with ablations
-        ``ypred_train_acc``, ``ypred_test_acc``, ``probe_train_acc``,
-        ``probe_test_acc``, ``cv_aux_train_acc``, ``cv_aux_test_acc``; with
-        ``compare_layers`` ``last2_train_acc``, ``last2_test_acc``,
-        ``last_train_acc``, ``last_test_acc``. Accuracies are fractions.
+        ``ypred_train_acc``, ``ypred_test_acc`` (Y_predicted alone),
+        ``binned_train_acc``, ``binned_test_acc`` (binned features,
+        ``ActivationProbabilityFeatures(n_bins=settings.n_bins)``),
+        ``probe_train_acc``, ``probe_test_acc``, ``cv_aux_train_acc``,
+        ``cv_aux_test_acc``; with ``compare_layers`` ``last2_train_acc``,
+        ``last2_test_acc``, ``last_train_acc``, ``last_test_acc``. Accuracies
+        are fractions. ``test_correct``: for ``"backbone"`` and each of those
+        names, a bool array of shape (n_test,), True where that model is right
+        on the test image (the bootstrap over test images resamples these).
     blocks : dict of str to list of str
         Blocks behind each ``layers`` choice.
 
@@ -406,27 +418,36 @@ def evaluate_checkpoint(model, data, settings, *, progress=False):
         return _aux_scores(F_train, y_train, F_test, y_test, settings, batch)
 
     F_train, F_test = _probability_features(Ztr, y_train, Zte, C)
-    record["aux_train_acc"], record["aux_test_acc"] = aux_scores(F_train, F_test)
+    correct = {"backbone": Z_test[:, -C:].argmax(1) == y_test}
+
+    def put(name, scores):
+        record[f"{name}_train_acc"], record[f"{name}_test_acc"], correct[name] = scores
+
+    put("aux", aux_scores(F_train, F_test))
     if settings.ablations:
-        record["ypred_train_acc"], record["ypred_test_acc"] = aux_scores(
-            F_train[:, C:], F_test[:, C:]
+        put("ypred", aux_scores(F_train[:, C:], F_test[:, C:]))
+        put(
+            "binned",
+            aux_scores(
+                *_probability_features(Ztr, y_train, Zte, C, n_bins=settings.n_bins)
+            ),
         )
-        record["probe_train_acc"], record["probe_test_acc"] = _probe_scores(
-            Ztr[:, :-C], y_train, Zte[:, :-C], y_test, settings
-        )
-        record["cv_aux_train_acc"], record["cv_aux_test_acc"] = aux_scores(
-            *_probability_features(Ztr, y_train, Zte, C, settings.cv)
+        put("probe", _probe_scores(Ztr[:, :-C], y_train, Zte[:, :-C], y_test, settings))
+        put(
+            "cv_aux",
+            aux_scores(*_probability_features(Ztr, y_train, Zte, C, settings.cv)),
         )
     if settings.compare_layers:
         for choice in ("last2", "last"):
             if blocks[choice] == blocks[settings.layers]:
-                scores = record["aux_train_acc"], record["aux_test_acc"]
+                scores = record["aux_train_acc"], record["aux_test_acc"], correct["aux"]
             else:
                 c = _block_columns(extractor, blocks[choice])
                 scores = aux_scores(
                     *_probability_features(Z_train[:, c], y_train, Z_test[:, c], C)
                 )
-            record[f"{choice}_train_acc"], record[f"{choice}_test_acc"] = scores
+            put(choice, scores)
+    record["test_correct"] = correct
     record["seconds"] = time.perf_counter() - start
     return record, blocks
 
@@ -495,7 +516,13 @@ def run_sweep(model, data, settings=None, *, progress=True, on_checkpoint=None):
             return
         bar.set_description(f"measuring checkpoint {epoch // k}")
         record, result.blocks = evaluate_checkpoint(net, data, settings)
-        record = {"checkpoint": epoch // k, "epoch": epoch, **record}
+        result.test_correct.append(record.pop("test_correct"))
+        record = {
+            "checkpoint": epoch // k,
+            "epoch": epoch,
+            "seed": settings.random_state,
+            **record,
+        }
         result.records.append(record)
         bar.set_description("training")
         bar.set_postfix(

@@ -6,7 +6,7 @@ Every number comes from the records and the summary of one run
 
 import math
 
-__all__ = ["markdown_report"]
+__all__ = ["LABELS", "markdown_report", "mean_over_seeds"]
 
 
 def _pct(value):
@@ -23,6 +23,141 @@ def _table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+LABELS = {
+    "ypred": "Y_pred only",
+    "binned": "binned P",
+    "cv_aux": "cross-fitted P",
+    "probe": "LR probe",
+}
+
+
+def mean_over_seeds(records):
+    """One record per checkpoint: the mean over seeds of every number.
+
+    Parameters
+    ----------
+    records : list of dict
+        Records of several seeds (key ``seed``).
+
+    Returns
+    -------
+    records : list of dict
+        In checkpoint order; nested dicts (per class, per layer) are averaged
+        key by key.
+
+    Examples
+    --------
+    >>> mean_over_seeds([{"checkpoint": 1, "seed": 0, "acc": 0.5},
+    ...                  {"checkpoint": 1, "seed": 1, "acc": 0.7}])
+    [{'checkpoint': 1, 'acc': 0.6}]
+    """
+    groups = {}
+    for r in records:
+        groups.setdefault(r["checkpoint"], []).append(r)
+
+    def mean(values):
+        if isinstance(values[0], dict):
+            return {k: mean([v[k] for v in values]) for k in values[0]}
+        if isinstance(values[0], (int, float)) and not isinstance(values[0], bool):
+            return round(sum(values) / len(values), 12)
+        return values[0]
+
+    return [
+        {
+            k: (c if k == "checkpoint" else mean([r[k] for r in rs]))
+            for k in rs[0]
+            if k != "seed"
+        }
+        for c, rs in sorted(groups.items())
+    ]
+
+
+def _corr(summary, key):
+    """A correlation, with its SD and range over seeds where there are several."""
+    text = _num(summary["table1"][key])
+    sp = summary.get("spread", {}).get(f"table1.{key}")
+    if sp is None or sp["sd"] is None:
+        return text
+    return f"{text} ± {sp['sd']:.2f} [{sp['min']:+.2f}, {sp['max']:+.2f}]"
+
+
+def _intervals_section(summary):
+    """Test gains of every column over the backbone, with their intervals."""
+    from .verdicts import interval_words
+
+    rows = []
+    columns = [("aux", "paper's P (PTe)", summary["table2"]["test"])]
+    columns += [
+        (n, LABELS[n], summary["ablations"][n]["test"])
+        for n in LABELS
+        if n in summary["ablations"]
+    ]
+    for _name, label, item in columns:
+        interval = item.get("interval")
+        rows.append(
+            [
+                label,
+                f"{item['avg_improvement']:+.2f}",
+                "" if item.get("sd") is None else f"{item['sd']:.2f}",
+                "" if interval is None else f"[{interval[0]:+.2f}, {interval[1]:+.2f}]",
+                f"{item['wins']}/{item.get('n', summary['n_checkpoints'])}",
+                "" if interval is None else interval_words(*interval),
+            ]
+        )
+    over = summary.get("over_ypred", {})
+    for name, label in (("aux", "paper's P"), ("binned", "binned P")):
+        if name in over:
+            item = over[name]
+            rows.append(
+                [
+                    f"{label} over Y_pred only",
+                    f"{item['gain']:+.2f}",
+                    "",
+                    f"[{item['low']:+.2f}, {item['high']:+.2f}]",
+                    "",
+                    interval_words(item["low"], item["high"]),
+                ]
+            )
+    k = len(summary.get("seeds") or [None])
+    out = [
+        "## Test gains with intervals",
+        "",
+        "Gain: mean over checkpoints"
+        + (" and seeds" if k > 1 else "")
+        + " of the column's test accuracy minus the backbone's (or minus "
+        "Y_pred only's), in points. SD: over seeds"
+        + ("" if k > 1 else " (one seed: none)")
+        + ". Interval: 95 % percentile bootstrap over test images (9,999 "
+        "resamples of the images, paired: the same images for both columns, "
+        "every checkpoint and every seed); it measures the test set's sampling "
+        "noise for the models trained, not the spread over seeds. wins: "
+        "checkpoints (of all seeds) where the column beats the backbone.",
+        "",
+        _table(["column", "gain", "SD", "95 % interval", "wins", "vs. 0"], rows),
+        "",
+    ]
+    for key, label in (
+        ("aux", "paper's P vs. backbone"),
+        ("aux_vs_ypred", "paper's P vs. Y_pred only"),
+    ):
+        test = summary.get("paired_test", {}).get(key)
+        if test is None:
+            continue
+        p = test["pvalue"]
+        out += [
+            f"- Paired test, {label}: {test['test']}, over the {test['n']} "
+            f"checkpoint{'-seed pairs' if k > 1 else 's'} ({test['n_nonzero']} "
+            "not tied): " + ("no pair differs." if p != p else f"p = {p:.3g}.")
+        ]
+    if "paired_test" in summary:
+        out += [
+            "  The test treats checkpoints as independent pairs; checkpoints of "
+            "one training run are not, so read p as a rough guide.",
+            "",
+        ]
+    return out
 
 
 def _avg_row(label, summary_pairs, width):
@@ -71,6 +206,9 @@ def markdown_report(records, summary, meta):
     >>> "## Table 1: correlation between entropy and accuracy" in text
     True
     """
+    seeds = summary.get("seeds") or [None]
+    if len(seeds) > 1:
+        records = mean_over_seeds(records)
     out = [f"# {meta['title']}", ""]
     out += [
         "Command:",
@@ -86,6 +224,14 @@ def markdown_report(records, summary, meta):
         f"({meta['wall_time_s'] / 60:.1f} min)",
         "- settings: " + ", ".join(f"{k}={v}" for k, v in meta["settings"].items()),
         f"- layers: {meta['blocks']}",
+    ]
+    if len(seeds) > 1:
+        out += [
+            f"- seeds: {', '.join(str(x) for x in seeds)} (the tables per "
+            "checkpoint show the mean over seeds; the data split is the same for "
+            "every seed)",
+        ]
+    out += [
         "",
         "## Verdicts",
         "",
@@ -93,7 +239,6 @@ def markdown_report(records, summary, meta):
         f"- **H2** (auxiliary model vs. backbone): {summary['h2']}.",
         "",
     ]
-    t1 = summary["table1"]
     out += [
         "## Table 1: correlation between entropy and accuracy over the checkpoints",
         "",
@@ -103,23 +248,38 @@ def markdown_report(records, summary, meta):
         _table(
             ["", "train accuracy", "test accuracy"],
             [
-                ["PCC", _num(t1["pearson_train"]), _num(t1["pearson_test"])],
-                ["SCC", _num(t1["spearman_train"]), _num(t1["spearman_test"])],
+                [
+                    "PCC",
+                    _corr(summary, "pearson_train"),
+                    _corr(summary, "pearson_test"),
+                ],
+                [
+                    "SCC",
+                    _corr(summary, "spearman_train"),
+                    _corr(summary, "spearman_test"),
+                ],
             ],
         ),
         "",
     ]
+    if len(seeds) > 1:
+        out[-1:] = [
+            "",
+            f"Mean ± SD over {len(seeds)} seeds, [minimum, maximum] over seeds.",
+            "",
+        ]
+    out += _intervals_section(summary)
     rows = [
         [
             r["checkpoint"],
-            r["epoch"],
+            f"{r['epoch']:.0f}",
             _pct(r["train_acc"]),
             _pct(r["aux_train_acc"]),
             _pct(r["test_acc"]),
             _pct(r["aux_test_acc"]),
             f"{r['entropy']:.1f}",
             f"{r['normalized_entropy']:.4f}",
-            r["n_dead"],
+            f"{r['n_dead']:.0f}",
         ]
         for r in records
     ]
@@ -192,12 +352,8 @@ def markdown_report(records, summary, meta):
 
 def _ablation_section(records, summary):
     ab = summary["ablations"]
-    names = [n for n in ("ypred", "probe", "cv_aux") if n in ab]
-    labels = {
-        "ypred": "Y_pred only",
-        "probe": "LR probe",
-        "cv_aux": "cross-fitted P",
-    }
+    names = [n for n in LABELS if n in ab]
+    labels = LABELS
     header = ["Iter", "Te", "PTe"] + [f"Te {labels[n]}" for n in names]
     header += ["Tr", "PTr"] + [f"Tr {labels[n]}" for n in names]
     rows = []
@@ -224,6 +380,9 @@ def _ablation_section(records, summary):
         "- *Y_pred only*: the same auxiliary network, trained the same way on "
         "the backbone's softmax alone. If it gains as much as PTe, the gain comes "
         "from training a second model, not from the activation probabilities.",
+        "- *binned P*: the auxiliary network fed binned class-conditional "
+        "features (`ActivationProbabilityFeatures(n_bins=R)`, R the run's "
+        "`n_bins`) instead of the paper's P.",
         "- *LR probe*: a logistic regression (standardized inputs) on the same "
         "activations, fitted on at most `probe_max_samples` training samples; "
         "its train accuracy is measured on the whole training set.",

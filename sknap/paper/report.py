@@ -17,6 +17,8 @@ import numpy as np
 
 from ..statistics import correlation
 from .markdown import markdown_report
+from .seeds import gain_intervals, spread, wilcoxon_summary
+from .verdicts import h1_verdict, h2_verdict
 
 __all__ = [
     "average_improvement",
@@ -55,30 +57,47 @@ def _column(records, key):
     return [r[key] for r in records] if records and key in records[0] else None
 
 
-def summarize(records, *, random_labels=False):
+ABLATIONS = ("ypred", "binned", "cv_aux", "probe")
+"""Ablation columns of a record, in the order the report shows them."""
+
+
+def summarize(records, *, random_labels=False, test_correct=None):
     """The report's derived numbers, from the per-checkpoint records.
 
     Parameters
     ----------
     records : list of dict
-        One dict per checkpoint, as :func:`~sknap.paper.experiments.run_sweep`
-        makes them: at least ``train_acc``, ``test_acc``, ``entropy``,
-        ``aux_train_acc`` and ``aux_test_acc``.
+        One dict per checkpoint (and seed), as
+        :func:`~sknap.paper.experiments.run_sweep` makes them: at least
+        ``train_acc``, ``test_acc``, ``entropy``, ``aux_train_acc`` and
+        ``aux_test_acc``; records with different ``seed`` values are
+        separate runs.
     random_labels : bool, default=False
         The run trained on shuffled labels (the paper's "Mixed" control), for
         which the paper expects no negative relation: the verdicts say so.
+    test_correct : list of dict, default=None
+        ``SweepResult.test_correct``, matching ``records``: which test images
+        each model gets right. With it, every test gain gets a bootstrap
+        interval over test images and the auxiliary model a paired test;
+        without it, neither.
 
     Returns
     -------
     summary : dict
         ``table1``: Pearson and Spearman between total entropy and train/test
         accuracy (min-max or n-normalized entropy gives the same values, as
-        both are affine in it). ``table2``: average improvement of the
-        auxiliary model over the backbone, train and test, and the number of
-        checkpoints where it is higher. ``ablations`` and ``table4`` likewise
-        where measured, ``table4`` with the Pearson correlation between the
-        last-two-layer and last-layer accuracies. ``h1`` and ``h2``: verdicts
-        in words.
+        both are affine in it), the mean over seeds. ``table2``: average
+        improvement of the auxiliary model over the backbone, train and test
+        (mean over seeds, ``sd`` over seeds, ``interval`` over test images),
+        and the checkpoints (of all seeds) where it is higher, of ``n``.
+        ``ablations`` and ``table4`` likewise where measured, ``table4`` with
+        the Pearson correlation between the last-two-layer and last-layer
+        accuracies. ``seeds``; ``spread``: mean, SD and range over seeds of
+        every correlation and gain; ``per_seed``: each seed's own summary;
+        ``over_ypred``: the gain of the paper's and the binned features over
+        ``Y_pred`` only, with intervals; ``paired_test``: the auxiliary model
+        against the backbone over checkpoints and seeds. ``h1`` and ``h2``:
+        verdicts in words.
 
     Examples
     --------
@@ -97,6 +116,28 @@ def summarize(records, *, random_labels=False):
     >>> print(summary["h1"])
     entropy falls as training accuracy rises (PCC -0.99, SCC -1.00): ...
     """
+    groups = {}
+    for r in records:
+        groups.setdefault(r.get("seed"), []).append(r)
+    per_seed = [_summarize_one(rs) for rs in groups.values()]
+    out = _combine(per_seed)
+    out["seeds"] = list(groups)
+    if len(per_seed) > 1:
+        out["per_seed"] = per_seed
+    if test_correct is not None:
+        _add_intervals(out, records, test_correct)
+    out["h1"] = h1_verdict(out, random_labels)
+    out["h2"] = h2_verdict(out)
+    if random_labels:
+        out["h2"] += (
+            " (shuffled training labels: the paper makes no H2 claim for this "
+            "control, and test accuracy is measured against the true labels)"
+        )
+    return out
+
+
+def _summarize_one(records):
+    """The summary of one seed's records, without verdicts."""
     tr, te = _column(records, "train_acc"), _column(records, "test_acc")
     entropy = _column(records, "entropy")
     out = {"n_checkpoints": len(records)}
@@ -119,6 +160,7 @@ def summarize(records, *, random_labels=False):
             "avg_improvement": average_improvement(base, values),
             "wins": wins,
             "ties": ties,
+            "n": len(values),
             "final": values[-1],
         }
 
@@ -131,7 +173,7 @@ def summarize(records, *, random_labels=False):
     out["table2"] = gains("aux")
     out["ablations"] = {
         name: gains(name)
-        for name in ("ypred", "probe", "cv_aux")
+        for name in ABLATIONS
         if _column(records, f"{name}_train_acc") is not None
     }
     if _column(records, "last_train_acc") is not None:
@@ -143,64 +185,83 @@ def summarize(records, *, random_labels=False):
             )[0]
             for split in ("train", "test")
         }
-    out["h1"] = _h1_verdict(out["table1"], random_labels)
-    out["h2"] = _h2_verdict(out, len(records))
-    if random_labels:
-        out["h2"] += (
-            " (shuffled training labels: the paper makes no H2 claim for this "
-            "control, and test accuracy is measured against the true labels)"
-        )
     return out
 
 
-def _h1_verdict(t1, random_labels=False):
-    p, s = t1["pearson_train"], t1["spearman_train"]
-    if math.isnan(p) or math.isnan(s):
-        return "undefined (fewer than 3 checkpoints, or a constant series)"
-    if random_labels:
-        found = (
-            "entropy falls as training accuracy rises"
-            if p < 0 and s < 0
-            else "no negative relation between entropy and training accuracy"
-        )
-        behaves = (
-            "the control does not behave as the paper's: a negative relation "
-            "appears without learnable labels"
-            if p < 0 and s < 0
-            else "the control behaves as the paper's Mixed runs"
-        )
-        return (
-            f"shuffled labels (Mixed), where the paper expects no negative "
-            f"relation; {found} (PCC {p:+.2f}, SCC {s:+.2f}): {behaves}"
-        )
-    if p < 0 and s < 0:
-        return (
-            f"entropy falls as training accuracy rises (PCC {p:+.2f}, SCC {s:+.2f}): "
-            "the paper's H1 relation holds on this run"
-        )
-    return (
-        f"no negative relation between entropy and training accuracy (PCC "
-        f"{p:+.2f}, SCC {s:+.2f}): the paper's H1 relation does not hold on this run"
-    )
+def _combine(per_seed):
+    """One summary from the seeds': means, with sums of wins, ties and n."""
+    first = per_seed[0]
+    out = {"n_checkpoints": first["n_checkpoints"], "spread": {}}
+
+    def mean_gain(path):
+        items = [_get(s, path) for s in per_seed]
+        if items[0] is None:
+            return None
+        sp = spread([g["avg_improvement"] for g in items])
+        out["spread"][".".join(path)] = sp
+        return {
+            "avg_improvement": sp["mean"],
+            "sd": sp["sd"],
+            "wins": sum(g["wins"] for g in items),
+            "ties": sum(g["ties"] for g in items),
+            "n": sum(g["n"] for g in items),
+            "final": float(np.mean([g["final"] for g in items])),
+        }
+
+    out["table1"] = {}
+    for key in first["table1"]:
+        sp = spread([s["table1"][key] for s in per_seed])
+        out["spread"][f"table1.{key}"] = sp
+        out["table1"][key] = sp["mean"]
+    out["table2"] = {k: mean_gain(("table2", k)) for k in ("train", "test")}
+    out["ablations"] = {
+        name: {k: mean_gain(("ablations", name, k)) for k in ("train", "test")}
+        for name in first["ablations"]
+    }
+    if "table4" in first:
+        out["table4"] = {
+            name: {k: mean_gain(("table4", name, k)) for k in ("train", "test")}
+            for name in ("last2", "last")
+        }
+        out["table4"]["pearson_last2_vs_last"] = {
+            k: spread([s["table4"]["pearson_last2_vs_last"][k] for s in per_seed])[
+                "mean"
+            ]
+            for k in ("train", "test")
+        }
+    return out
 
 
-def _h2_verdict(out, n):
-    test = out["table2"]["test"]
-    text = (
-        f"the auxiliary model's test accuracy beats the backbone's at "
-        f"{test['wins']} of {n} checkpoints ({test['ties']} ties), by "
-        f"{test['avg_improvement']:+.2f} points on average"
+def _get(summary, path):
+    for key in path:
+        summary = summary.get(key) if summary is not None else None
+    return summary
+
+
+def _add_intervals(out, records, test_correct):
+    """Bootstrap intervals of the test gains and the paired tests, into ``out``."""
+    gains = {"aux": out["table2"], **out["ablations"]}
+    gains.update(
+        {k: v for k, v in out.get("table4", {}).items() if k in ("last2", "last")}
     )
-    ypred = out["ablations"].get("ypred")
-    if ypred is not None:
-        margin = test["avg_improvement"] - ypred["test"]["avg_improvement"]
-        text += (
-            f"; the same network fed Y_predicted alone gains "
-            f"{ypred['test']['avg_improvement']:+.2f}, so the activation "
-            f"probabilities add {margin:+.2f} points"
+    pairs = [(name, "backbone") for name in gains]
+    pairs += [("aux", "ypred"), ("binned", "ypred")]
+    intervals = gain_intervals(test_correct, pairs)
+    for name, item in gains.items():
+        found = intervals.get(f"{name}-backbone")
+        if found is not None:
+            item["test"]["interval"] = [found["low"], found["high"]]
+    out["over_ypred"] = {
+        name: intervals[f"{name}-ypred"]
+        for name in ("aux", "binned")
+        if f"{name}-ypred" in intervals
+    }
+    aux = _column(records, "aux_test_acc")
+    out["paired_test"] = {"aux": wilcoxon_summary(_column(records, "test_acc"), aux)}
+    if "ypred" in out["ablations"]:
+        out["paired_test"]["aux_vs_ypred"] = wilcoxon_summary(
+            _column(records, "ypred_test_acc"), aux
         )
-    verdict = "holds" if test["wins"] == n else "does not hold at every checkpoint"
-    return f"{text}. H2 (better at every checkpoint) {verdict} on this run"
 
 
 def flatten_record(record):
@@ -365,12 +426,19 @@ def write_report(result, meta, folder, *, summary=None):
         Created if needed.
     summary : dict, default=None
         :func:`summarize` of ``result.records``, when the caller already has
-        it; None computes it.
+        it; None computes it (with ``result.test_correct``).
 
     Returns
     -------
     paths : dict of str to Path
         Files written.
+
+    Notes
+    -----
+    ``test_correct.npz`` is written too when the sweep kept
+    ``test_correct``: one bool array of shape (n_records, n_test) per model
+    (``backbone``, ``aux``, the ablations), row ``i`` for record ``i``, from
+    which the bootstrap intervals can be recomputed.
 
     Examples
     --------
@@ -388,16 +456,29 @@ def write_report(result, meta, folder, *, summary=None):
     ...         "wall_time_s": result.wall_time_s, "settings": result.settings}
     >>> paths = write_report(result, meta, tempfile.mkdtemp())
     >>> sorted(p.name for p in paths.values())
-    ['checkpoints.csv', 'figure2.png', 'report.md', 'results.json']
+    ['checkpoints.csv', 'figure2.png', 'report.md', 'results.json', 'test_correct.npz']
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if summary is None:
         summary = summarize(
-            result.records, random_labels=meta.get("random_labels", False)
+            result.records,
+            random_labels=meta.get("random_labels", False),
+            test_correct=result.test_correct or None,
         )
     paths = {"csv": folder / "checkpoints.csv", "json": folder / "results.json"}
     write_csv(result.records, paths["csv"])
+    if result.test_correct:
+        paths["test_correct"] = folder / "test_correct.npz"
+        names = [
+            n
+            for n in result.test_correct[0]
+            if all(n in c for c in result.test_correct)
+        ]
+        np.savez_compressed(
+            paths["test_correct"],
+            **{n: np.stack([c[n] for c in result.test_correct]) for n in names},
+        )
     meta = dict(meta, blocks=result.blocks, figure=None)
     try:
         paths["figure"] = plot_figure2(
