@@ -223,7 +223,7 @@ def test_intervals_against_scipy():
     summary = summarize(records, test_correct=correct)
     diff = correct[0]["aux"].astype(float) - correct[0]["backbone"]
     ref = stats.bootstrap(
-        (diff,), np.mean, method="percentile", rng=np.random.default_rng(0)
+        (diff,), np.mean, method="percentile", random_state=np.random.default_rng(0)
     ).confidence_interval
     assert_allclose(
         summary["table2"]["test"]["interval"], [100 * ref.low, 100 * ref.high]

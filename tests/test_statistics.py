@@ -25,7 +25,7 @@ def test_percentile_interval_matches_scipy_and_normal_theory(rng):
     values = rng.choice([-1.0, 0.0, 1.0], p=[0.1, 0.7, 0.2], size=2000)
     low, high = bootstrap_interval(values, random_state=3)
     ref = stats.bootstrap(
-        (values,), np.mean, method="percentile", rng=np.random.default_rng(3)
+        (values,), np.mean, method="percentile", random_state=np.random.default_rng(3)
     ).confidence_interval
     assert_allclose([low, high], [ref.low, ref.high])
     # For a mean of 2,000 values the interval is close to mean +- 1.96 SE;
