@@ -3,7 +3,7 @@
 The in-memory fits, the streamed fits and :class:`~sknap.streaming.NeuronStatistics`
 all validate labels with :func:`check_labels`, cut bins with
 :func:`bin_edges` and size the second pass's counts with
-:func:`check_memory`, so that each gives the same numbers and the same errors.
+:func:`check_counts_memory`, so that each gives the same numbers and the same errors.
 """
 
 from numbers import Number
@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from . import _device
 from .exceptions import ActivationMemoryError
 
-__all__ = ["bin_edges", "check_labels", "check_memory", "entropy_from_counts"]
+__all__ = ["bin_edges", "check_labels", "check_counts_memory", "entropy_from_counts"]
 
 BINNINGS = ("right", "reference")
 
@@ -97,7 +97,7 @@ def bin_edges(maxima, n_bins, binning="right"):
     return edges
 
 
-def check_memory(n_classes, n_neurons, n_bins, device, what="begin_histograms"):
+def check_counts_memory(n_classes, n_neurons, n_bins, device, what="begin_histograms"):
     """Raise :class:`~sknap.ActivationMemoryError` when the second pass's state
     would not fit: counts for every class, neuron and state, the edges and
     their thresholds, and one chunk's counts of the torch code."""
@@ -196,11 +196,8 @@ def check_same_samples(stats):
     largest value must equal the first's (not so after a partial second
     pass, other data, NaN, or a backbone that is not deterministic).
     """
-    positive = stats._seen_count[:, None] - stats.counts_[:, :, 0]
-    # Columns that neither pass counted (an extractor's probabilities when the
-    # fit does not read them) have no value in any state.
-    uncounted = (stats.counts_.sum(dim=-1) == 0) & (stats.active_count_ == 0)
-    positive = torch.where(uncounted, 0, positive)
+    # The first threshold of both binnings is 0: its counts are the values > 0.
+    positive = stats._above[:, 0]
     if not torch.equal(positive, stats.active_count_):
         seen, expected = int(positive.sum()), int(stats.active_count_.sum())
         detail = (

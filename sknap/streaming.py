@@ -164,9 +164,8 @@ class NeuronStatistics:
     @property
     def hist_(self):
         """Counts of shape (n_neurons, n_bins) of the second pass, all classes."""
-        if self.counts_ is None:
-            return None
-        return self.counts_[:, :, 1:].sum(dim=0)
+        counts = self.counts_
+        return None if counts is None else counts[:, :, 1:].sum(dim=0)
 
     @property
     def class_hist_(self):
@@ -174,9 +173,8 @@ class NeuronStatistics:
 
         On the neurons' shared edges; None unless ``per_class``.
         """
-        if self.counts_ is None or not self.per_class:
-            return None
-        return self.counts_[:, :, 1:]
+        counts = self.counts_ if self.per_class else None
+        return None if counts is None else counts[:, :, 1:]
 
     @property
     def second_pass(self):
@@ -390,7 +388,7 @@ class NeuronStatistics:
                 f"binning must be one of {_engine.BINNINGS}. Got {binning!r}."
             )
         n_classes, n = self.class_max_.shape
-        _engine.check_memory(n_classes, n, int(n_bins), self.device)
+        _engine.check_counts_memory(n_classes, n, int(n_bins), self.device)
         out = copy.deepcopy(self)
         out.n_bins, out.binning = int(n_bins), binning
         out.per_class = bool(per_class) and bool(self._labelled)
