@@ -44,8 +44,9 @@ __all__ = [
 ]
 
 # Elements per chunk of rows: conversions and the torch code work chunk by
-# chunk, so that their temporaries stay small.
-_CHUNK_ELEMENTS = 1 << 22
+# chunk, so that their temporaries stay small (4 MiB of float32: in cache
+# across the K comparisons of the torch code, 2x faster than 16 MiB here).
+_CHUNK_ELEMENTS = 1 << 20
 
 
 def backend(device="cpu"):
@@ -157,42 +158,111 @@ def states_from_above(above, samples, binning="right"):
 
 
 # -- the numba kernels --------------------------------------------------------
+#
+# Rows are visited class by class (``order``, ``starts``: :func:`group_rows`),
+# several rows of a class at a time (four in the first pass, which is then as
+# fast as reading the matrix; eight in the second, which has K counts per
+# value), so that every load and store of the state serves several rows; each
+# inner loop runs over contiguous columns, so that the compiler vectorises it.
+# That is the whole of the speed (docs/performance.md).
 
 if numba is not None:
 
     @numba.njit(cache=True, nogil=True)
-    def _first_pass_kernel(A, rows, offset, class_max, active):
-        finite = True
-        for i in range(A.shape[0]):
-            c = rows[i]
-            if c < 0 or c >= class_max.shape[0]:  # numba does not check bounds
-                raise IndexError("a class index is outside the state")
-            for j in range(A.shape[1]):
-                v = A[i, j]
-                finite &= abs(v) < np.inf  # False for NaN and infinity
-                m = class_max[c, offset + j]
-                class_max[c, offset + j] = v if v > m else m
-                active[c, offset + j] += v > 0
-        return finite
+    def _first_pass_kernel(A, order, starts, offset, class_max, active):
+        n = A.shape[1]
+        bad = 0
+        for c in range(len(starts) - 1):
+            m = class_max[c, offset : offset + n]
+            a = active[c, offset : offset + n]
+            i, end = starts[c], starts[c + 1]
+            while i + 4 <= end:
+                r0, r1 = A[order[i]], A[order[i + 1]]
+                r2, r3 = A[order[i + 2]], A[order[i + 3]]
+                for j in range(n):
+                    v0, v1, v2, v3 = r0[j], r1[j], r2[j], r3[j]
+                    # 1 for NaN and infinity.
+                    bad += (not abs(v0) < np.inf) + (not abs(v1) < np.inf)
+                    bad += (not abs(v2) < np.inf) + (not abs(v3) < np.inf)
+                    x = max(max(v0, v1), max(v2, v3))
+                    m[j] = x if x > m[j] else m[j]
+                    a[j] += np.int64(v0 > 0) + np.int64(v1 > 0)
+                    a[j] += np.int64(v2 > 0) + np.int64(v3 > 0)
+                i += 4
+            for rest in range(i, end):
+                row = A[order[rest]]
+                for j in range(n):
+                    v = row[j]
+                    bad += not abs(v) < np.inf
+                    m[j] = v if v > m[j] else m[j]
+                    a[j] += v > 0
+        return bad == 0
 
     @numba.njit(cache=True, nogil=True)
-    def _above_kernel(A, rows, offset, T, above, seen_max):
+    def _above_kernel(A, order, starts, offset, T, above, seen_max):
         n = A.shape[1]
-        for i in range(A.shape[0]):
-            c = rows[i]
-            if c < 0 or c >= above.shape[0]:  # numba does not check bounds
-                raise IndexError("a class index is outside the state")
-            row = A[i]
+        for c in range(len(starts) - 1):
             seen = seen_max[c, offset : offset + n]
-            for j in range(n):
-                # NaN is kept (not v <= m), so the check of the pass sees it.
-                seen[j] = row[j] if not row[j] <= seen[j] else seen[j]
-            # Row by row over contiguous columns: the loops vectorise.
-            for k in range(T.shape[0]):
-                t = T[k, offset : offset + n]
-                out = above[c, k, offset : offset + n]
+            i, end = starts[c], starts[c + 1]
+            while i + 8 <= end:  # K loads and stores of the counts per 8 rows
+                r0, r1, r2, r3 = (
+                    A[order[i]],
+                    A[order[i + 1]],
+                    A[order[i + 2]],
+                    A[order[i + 3]],
+                )
+                r4, r5, r6, r7 = (
+                    A[order[i + 4]],
+                    A[order[i + 5]],
+                    A[order[i + 6]],
+                    A[order[i + 7]],
+                )
                 for j in range(n):
-                    out[j] += row[j] > t[j]
+                    # NaN is kept (not v <= m), so the check of the pass sees it.
+                    s = seen[j]
+                    s = r0[j] if not r0[j] <= s else s
+                    s = r1[j] if not r1[j] <= s else s
+                    s = r2[j] if not r2[j] <= s else s
+                    s = r3[j] if not r3[j] <= s else s
+                    s = r4[j] if not r4[j] <= s else s
+                    s = r5[j] if not r5[j] <= s else s
+                    s = r6[j] if not r6[j] <= s else s
+                    seen[j] = r7[j] if not r7[j] <= s else s
+                for k in range(T.shape[0]):
+                    t = T[k, offset : offset + n]
+                    out = above[c, k, offset : offset + n]
+                    for j in range(n):
+                        e = t[j]
+                        a = np.int64(r0[j] > e) + np.int64(r1[j] > e)
+                        a += np.int64(r2[j] > e) + np.int64(r3[j] > e)
+                        a += np.int64(r4[j] > e) + np.int64(r5[j] > e)
+                        out[j] += a + np.int64(r6[j] > e) + np.int64(r7[j] > e)
+                i += 8
+            for rest in range(i, end):
+                row = A[order[rest]]
+                for j in range(n):
+                    seen[j] = row[j] if not row[j] <= seen[j] else seen[j]
+                for k in range(T.shape[0]):
+                    t = T[k, offset : offset + n]
+                    out = above[c, k, offset : offset + n]
+                    for j in range(n):
+                        out[j] += row[j] > t[j]
+
+
+def group_rows(rows, n_classes):
+    """``(order, starts)``: the rows sorted by class (stably), and where each
+    class begins, ``starts[c] .. starts[c + 1]``; raises for an index outside
+    ``[0, n_classes)`` (the kernels do not check bounds)."""
+    rows = np.asarray(rows)
+    if len(rows) and (rows.min() < 0 or rows.max() >= n_classes):
+        raise IndexError(
+            f"A class index is outside [0, {n_classes}): the rows' classes do "
+            "not belong to these statistics."
+        )
+    order = np.argsort(rows, kind="stable")
+    starts = np.zeros(n_classes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_classes), out=starts[1:])
+    return order, starts
 
 
 def _numpy_chunks(A):
@@ -277,19 +347,32 @@ def first_pass(A, rows, class_max, active, offset=0):
         cmax, act, labels = class_max.numpy(), active.numpy(), rows.numpy()
         finite = True
         for chunk, start in _numpy_chunks(A):
-            part = labels[start : start + len(chunk)]
-            finite &= _first_pass_kernel(chunk, part, offset, cmax, act)
+            order, starts = group_rows(labels[start : start + len(chunk)], len(cmax))
+            finite &= _first_pass_kernel(chunk, order, starts, offset, cmax, act)
         return bool(finite)
-    n = A.shape[1]
-    cmax, act = class_max[:, offset : offset + n], active[:, offset : offset + n]
+    n, n_classes = A.shape[1], class_max.shape[0]
+    cols = slice(offset, offset + n)
     finite = True
     for chunk, start in _torch_chunks(A):
         r = rows[start : start + len(chunk)]
-        finite &= bool(torch.isfinite(chunk).all())
-        index = r[:, None].expand(-1, n)
-        cmax.scatter_reduce_(0, index, chunk.to(torch.float64), reduce="amax")
-        act.index_add_(0, r, (chunk > 0).to(torch.int64))
+        # A sum is finite when every value is; only when it is not (NaN,
+        # infinity or an overflow) is every value looked at.
+        if not torch.isfinite(chunk.sum(0)).all():
+            finite &= bool(torch.isfinite(chunk).all())
+        # The maxima in the data's dtype (exact), then widened.
+        m = torch.zeros((n_classes, n), dtype=chunk.dtype, device=chunk.device)
+        m.scatter_reduce_(0, r[:, None].expand(-1, n), chunk, reduce="amax")
+        class_max[:, cols] = torch.maximum(class_max[:, cols], m.to(torch.float64))
+        mask = torch.gt(chunk, 0, out=torch.empty(chunk.shape, device=A.device))
+        active[:, cols] += _sum_by_class(mask, r, n_classes)
     return finite
+
+
+def _sum_by_class(mask, r, n_classes):
+    """Per-class sums of a 0/1 float32 (rows, n) mask, as int64: exact, since a
+    chunk has fewer than 2**24 rows."""
+    out = torch.zeros((n_classes, mask.shape[1]), device=mask.device)
+    return out.index_add_(0, r, mask).to(torch.int64)
 
 
 def count_above(A, rows, T, above, seen_max, offset=0):
@@ -327,25 +410,21 @@ def count_above(A, rows, T, above, seen_max, offset=0):
         state = (T.numpy(), above.numpy(), seen_max.numpy())
         labels = rows.numpy()
         for chunk, start in _numpy_chunks(A):
-            _above_kernel(chunk, labels[start : start + len(chunk)], offset, *state)
+            order, starts = group_rows(labels[start : start + len(chunk)], n_classes)
+            _above_kernel(chunk, order, starts, offset, *state)
         return
-    n, K = A.shape[1], T.shape[0]
+    n = A.shape[1]
     cols = slice(offset, offset + n)
     t = T[:, cols]
-    first = torch.arange(n, device=A.device) * (K + 1)
-    size = above.shape[0] * n * (K + 1)
-    # Chunks small enough that the (rows, K, n) comparisons stay small.
-    step = max(1, _CHUNK_ELEMENTS // max(1, n * K))
-    for chunk, start in _torch_chunks(A, step):
+    for chunk, start in _torch_chunks(A):
         r = rows[start : start + len(chunk)]
-        seen_max[:, cols].scatter_reduce_(
-            0, r[:, None].expand(-1, n), chunk.to(torch.float64), reduce="amax"
-        )
-        # The state of each value: how many thresholds it exceeds.
-        state = (chunk[:, None, :] > t[None]).sum(dim=1)
-        index = (r[:, None] * n) * (K + 1) + first + state
-        hist = torch.bincount(index.reshape(-1), minlength=size)
-        hist = hist.view(above.shape[0], n, K + 1)
-        # Values above threshold k: those in the states k + 1 .. K.
-        tail = hist.flip(-1).cumsum(-1).flip(-1)[:, :, 1:]
-        above[:, :, cols] += tail.transpose(1, 2)
+        # NaN kept: torch's maxima propagate it, for the check of the pass.
+        m = torch.full((n_classes, n), -torch.inf, dtype=chunk.dtype, device=A.device)
+        m.scatter_reduce_(0, r[:, None].expand(-1, n), chunk, reduce="amax")
+        seen_max[:, cols] = torch.maximum(seen_max[:, cols], m.to(torch.float64))
+        # One comparison and one grouped sum per threshold: no (rows, K, n)
+        # temporary, no per-value scatter.
+        mask = torch.empty(chunk.shape, device=A.device)
+        for k in range(len(t)):
+            torch.gt(chunk, t[k], out=mask)
+            above[:, k, cols] += _sum_by_class(mask, r, n_classes)

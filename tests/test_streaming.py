@@ -602,3 +602,40 @@ def test_device_options_on_cuda(rng):
     assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)
     half = ActivationExtractor(model, device="cuda", autocast="float16").fit(X)
     assert_allclose(half.transform(X), cpu, rtol=0.05, atol=0.05)
+
+
+def test_kernels_at_every_group_size(backend, rng):
+    # The kernels visit a class's rows in groups (of 4 or 8) and then one by
+    # one: classes of 0 .. 17 rows, in shuffled order, at an offset, each
+    # against direct sums over its rows.
+    sizes = np.arange(18)
+    y = rng.permutation(np.repeat(np.arange(18), sizes))
+    A = rng.normal(size=(len(y), 9)).astype(np.float32)
+    finite, cmax, active = _first(A, y, 18, width=12, offset=3)
+    assert finite
+    edges = _histogram.bin_edges(torch.from_numpy(np.full(12, 2.0)), 4)
+    T = _kernels.thresholds(edges, torch.float32)
+    above = torch.zeros((18, *T.shape), dtype=torch.int64)
+    seen = torch.zeros((18, 12), dtype=torch.float64)
+    _kernels.count_above(torch.from_numpy(A), torch.from_numpy(y), T, above, seen, 3)
+    for c in range(18):
+        rows = A[y == c]
+        top = np.maximum(rows.max(axis=0, initial=0), 0)
+        assert_array_equal(cmax[c, 3:], top)
+        assert_array_equal(seen[c, 3:], top)
+        assert_array_equal(active[c, 3:], (rows > 0).sum(axis=0))
+        for k, t in enumerate(T[:, 3:].numpy()):
+            assert_array_equal(above[c, k, 3:], (rows > t).sum(axis=0))
+    assert not cmax[:, :3].any() and not above[:, :, :3].any()
+
+
+def test_first_pass_finite_values_whose_sum_overflows(backend):
+    # The torch code looks at every value only when a column's sum is not
+    # finite: large finite values are finite, one infinity or NaN is not.
+    A = np.full((6, 2), 3e38, dtype=np.float32)
+    y = np.zeros(6, dtype=np.int64)
+    assert _first(A, y, 1)[0]
+    for bad in (np.inf, -np.inf, np.nan):
+        B = A.copy()
+        B[4, 1] = bad
+        assert not _first(B, y, 1)[0]
