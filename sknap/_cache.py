@@ -68,7 +68,7 @@ from .exceptions import CacheWarning
 __all__ = ["MEMORY_LIMIT", "cached_transform", "clear_memory_cache"]
 
 MEMORY_LIMIT = 2 << 30
-_VERSION = "2"
+_VERSION = "3"
 
 
 class _MemoryCache:
@@ -306,6 +306,9 @@ def _key(extractor, X, device):
                 h.update(f"{name}={_describe(params[name])};".encode())
             except _Unkeyable as err:
                 raise _Unkeyable(f"The parameter '{name}': {err}") from None
+    # The fitted column layout (blocks, widths, classes, names): the columns
+    # an entry holds are those of this extractor, not only as many of them.
+    h.update(f"layout={extractor.layout_!r};".encode())
     h.update(f"device={device.type};data={data}".encode())
     return h.hexdigest()
 

@@ -11,7 +11,7 @@ from numbers import Number
 import numpy as np
 import torch
 from scipy.stats import entropy as _scipy_entropy
-from sklearn.utils import assert_all_finite
+from sklearn.utils import assert_all_finite, column_or_1d
 from sklearn.utils.multiclass import check_classification_targets
 
 from . import _device
@@ -25,8 +25,11 @@ BINNINGS = ("right", "reference")
 def check_labels(y, n_rows):
     """Class labels of a batch as a 1-D array, validated as scikit-learn does.
 
-    NaN, continuous values (``check_classification_targets``), ``None`` and
-    labels of mixed types (numbers and strings) are errors, on every path.
+    The checks and messages of ``validate_data(X, y)`` (a column vector is
+    raveled with a ``DataConversionWarning``, other 2-D labels, NaN and
+    infinity are errors), then ``None``, labels of mixed types (numbers and
+    strings) and continuous values (``check_classification_targets``): the
+    same errors on every path, in memory or streamed.
 
     Parameters
     ----------
@@ -39,27 +42,34 @@ def check_labels(y, n_rows):
     -------
     labels : ndarray of shape (n_rows,)
     """
-    labels = np.asarray(to_numpy(y))
-    if labels.ndim != 1 or len(labels) != n_rows:
+    labels = column_or_1d(np.asarray(to_numpy(y)), warn=True)
+    if len(labels) != n_rows:
         raise ValueError(
-            f"A batch has {n_rows} rows but its labels have shape "
-            f"{labels.shape}; give one label per row."
+            f"A batch has {n_rows} rows but {len(labels)} labels; give one label "
+            "per row."
         )
     if labels.dtype.kind in "biu":
         return labels  # integers are always class labels
-    if labels.dtype.kind == "f":
+    if labels.dtype.kind in "fO":
         assert_all_finite(labels, input_name="y")
     if labels.dtype.kind == "O" and len(labels):
-        # Before scikit-learn's check, whose sort fails on mixed types.
-        kinds = {label_kind(type(v)) for v in labels.tolist()}
-        if len(kinds) > 1 or None in kinds:
-            names = sorted({type(v).__name__ for v in labels.tolist()})
-            if kinds != {None} and isinstance(labels[0], str):
-                raise ValueError(
-                    f"y mixes labels of types {names}; class labels must be all "
-                    "numbers or all strings. Convert them to one type, e.g. "
-                    "np.asarray(y, dtype=str)."
-                )
+        # Before scikit-learn's check, which calls these "unknown".
+        values = labels.tolist()
+        kinds = [label_kind(type(v)) for v in values]
+        if None in kinds:
+            i = kinds.index(None)
+            raise ValueError(
+                f"y[{i}] is {values[i]!r}, of type {type(values[i]).__name__}; "
+                "class labels must be numbers or strings. Give every sample a "
+                "label, or leave out the samples without one."
+            )
+        if len(set(kinds)) > 1:
+            names = sorted({type(v).__name__ for v in values})
+            raise ValueError(
+                f"y mixes labels of types {names}; class labels must be all "
+                "numbers or all strings. Convert them to one type, e.g. "
+                "np.asarray(y, dtype=str)."
+            )
     check_classification_targets(labels)
     return labels
 
@@ -82,7 +92,8 @@ def bin_edges(maxima, n_bins, binning="right"):
 
     ``"right"``: ``e_k = m k / R``, the maximum exactly on the last edge;
     ``m (k / R)`` where ``m k`` would overflow (``m`` near the largest
-    float64). ``"reference"`` reproduces the authors' code: ``e_k = w k``
+    float64); every edge but the last below ``m``, also for a subnormal
+    ``m``, where ``m k / R`` rounds. ``"reference"`` reproduces the authors' code: ``e_k = w k``
     with ``w = m / R`` in floating point, so the last edge may miss ``m``.
     """
     maxima = maxima.to(torch.float64)
@@ -94,6 +105,10 @@ def bin_edges(maxima, n_bins, binning="right"):
         torch.isfinite(product), product / n_bins, maxima[:, None] * (k / n_bins)
     )
     edges[:, -1] = maxima
+    # Below the smallest normal float64 the lower edges round; kept under the
+    # maximum, so that it is in the last bin as for every other maximum.
+    below = torch.nextafter(maxima, torch.zeros_like(maxima))
+    torch.minimum(edges[:, :-1], below[:, None], out=edges[:, :-1])
     return edges
 
 

@@ -140,6 +140,29 @@ def test_cache_key_follows_weights_layers_and_data(data, monkeypatch):
     assert not np.array_equal(changed, first)
 
 
+def test_cache_key_holds_the_column_layout(data, monkeypatch):
+    # An entry is for this extractor's columns (blocks, widths, names), not
+    # only for as many columns: another layout misses, even with the same
+    # backbone, parameters and data.
+    import dataclasses
+
+    X, _ = data
+    model = make_mlp(12, 3, hidden=(16, 8), random_state=0)
+    counter = Counter(monkeypatch)
+    extractor = ActivationExtractor(model, device="cpu", cache="memory").fit(X)
+    extractor.transform(X)
+    layout = extractor.layout_
+    names = tuple(f"other__{i}" for i in range(len(layout.feature_names)))
+    extractor.layout_ = dataclasses.replace(layout, feature_names=names)
+    counter.reset()
+    extractor.transform(X)
+    assert counter.calls == 1
+    extractor.layout_ = layout
+    counter.reset()
+    extractor.transform(X)
+    assert counter.calls == 0
+
+
 def test_fingerprint_is_stable_across_copies():
     import copy
     import pickle

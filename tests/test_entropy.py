@@ -96,6 +96,22 @@ def test_tiny_maximum():
     assert_allclose(est.entropy_, 1.0, rtol=RTOL)
 
 
+@pytest.mark.parametrize("units", [1, 2, 3, 7, 9, 11])
+def test_subnormal_maximum_in_the_last_bin(units):
+    # m = units x the smallest subnormal double, R = 10: the values 1 .. units
+    # (in that unit) are the only ones in (0, m], and m k / R rounds to them.
+    # Whatever the rounding, the maximum is in the last bin and every value
+    # in exactly one bin.
+    tiny = np.nextafter(0.0, 1.0)
+    A = column(*(tiny * np.arange(1, units + 1)))
+    est = ActivationEntropy(n_classes=0).fit(A)
+    counts = est.histograms(A)[0]
+    assert counts.sum() == units
+    assert counts[-1] >= 1
+    assert est.histograms(column(units * tiny))[0, -1] == 1
+    assert np.all(est.bin_edges_[0, :-1] < units * tiny)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_maximum_lands_in_the_last_bin(dtype):
     # m = 0.7 is not a multiple of anything nice: R = 3 gives edges
