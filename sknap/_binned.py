@@ -4,7 +4,7 @@ Each neuron's value is in one of ``R + 1`` states: 0, inactive (``<= 0``),
 or ``1 .. R``, the right-closed bins over ``(0, m_j]`` of the entropy (values
 above ``m_j`` in the last bin). ``P[c, j, r]`` is the fraction of class-``c``
 training samples whose neuron ``j`` is in state ``r``, from the engine's
-per-class counts on the shared edges (``NeuronStatistics.counts_``). A sample
+per-class counts on the shared edges (``HistogramStatistics.counts_``). A sample
 is scored per class by
 
 * the sum form, ``q_c = sum over active j of P[c, j, state_j]``, then
@@ -24,12 +24,14 @@ import torch
 from . import _kernels
 
 __all__ = [
+    "fitted_model",
     "log_scores",
     "normalise_sum",
     "softmax_log",
     "state_probability",
     "states",
     "sum_scores",
+    "two_states",
 ]
 
 
@@ -148,3 +150,24 @@ def proposed(A, proba, P, edges, form):
     if form == "log":
         return softmax_log(log_scores(S, P), proba)
     return normalise_sum(sum_scores(S, P), proba)
+
+
+def two_states(P, class_count, alpha=0.0):
+    """The paper's ``P`` as two states, inactive and active, edges 0: the
+    ``(P[c, j, r], edges)`` of binned states with ``R = 1``."""
+    empty = (np.asarray(class_count) + 2 * alpha <= 0)[:, None]
+    P2 = np.stack([np.where(empty, 0.0, 1.0 - P), P], axis=-1)
+    return P2, np.zeros((P.shape[1], 2))
+
+
+def fitted_model(features):
+    """The ``(P, edges)`` that a fitted ActivationProbabilityFeatures
+    ``features`` applies in ``transform``: the paper's ``P`` and None, or the
+    states' ``P[c, j, r]`` and their edges."""
+    if features.n_bins is not None:
+        return features.state_probability_, features.bin_edges_
+    if features.form == "sum":
+        return features.activation_probability_, None
+    return two_states(
+        features.activation_probability_, features.class_count_, features.alpha
+    )

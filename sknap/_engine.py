@@ -93,8 +93,9 @@ def bin_edges(maxima, n_bins, binning="right"):
     ``"right"``: ``e_k = m k / R``, the maximum exactly on the last edge;
     ``m (k / R)`` where ``m k`` would overflow (``m`` near the largest
     float64); every edge but the last below ``m``, also for a subnormal
-    ``m``, where ``m k / R`` rounds. ``"reference"`` reproduces the authors' code: ``e_k = w k``
-    with ``w = m / R`` in floating point, so the last edge may miss ``m``.
+    ``m``, where ``m k / R`` rounds. ``"reference"`` reproduces the authors'
+    code: ``e_k = w k`` with ``w = m / R`` in floating point, so the last edge
+    may miss ``m``.
     """
     maxima = maxima.to(torch.float64)
     k = torch.arange(n_bins + 1, dtype=torch.float64, device=maxima.device)
@@ -202,47 +203,6 @@ def check_batch(A, n_columns):
     if not A.is_floating_point():
         A = A.to(torch.float64)
     return A
-
-
-def check_same_samples(stats):
-    """Raise when the second pass did not see the first pass's samples.
-
-    Per class and neuron, the second pass's count of values > 0 and its
-    largest value must equal the first's (not so after a partial second
-    pass, other data, NaN, or a backbone that is not deterministic).
-    """
-    # The first threshold of both binnings is 0: its counts are the values > 0.
-    positive = stats._above[:, 0]
-    if not torch.equal(positive, stats.active_count_):
-        seen, expected = int(positive.sum()), int(stats.active_count_.sum())
-        detail = (
-            f"counted {seen:,} positive values where the first counted {expected:,}"
-            if seen != expected
-            else "counted as many positive values as the first, but in other "
-            "neurons or classes"
-        )
-    elif not torch.equal(stats._seen_count, stats.class_count_):
-        detail = (
-            f"counted {int(stats._seen_count.sum()):,} samples where the first "
-            f"counted {stats.n_samples_:,}"
-        )
-    # A backbone gives a sample's activations to within a few float32 ulps
-    # depending on the batch it sits in (a shuffled loader), hence the slack.
-    elif not torch.allclose(stats._seen_max, stats.class_max_, rtol=1e-5, atol=0):
-        far = ~torch.isclose(stats._seen_max, stats.class_max_, rtol=1e-5, atol=0)
-        c, j = far.nonzero()[0].tolist()
-        detail = (
-            f"met a largest value of {float(stats._seen_max[c, j])!r} in neuron "
-            f"{j} where the first met {float(stats.class_max_[c, j])!r}"
-        )
-    else:
-        return
-    raise ValueError(
-        f"The second pass {detail}: both passes must go over the same "
-        "samples, all of them, with the same labels, and give the same "
-        "activations (a deterministic backbone in eval mode; merge the "
-        "second passes of all shards before fitting)."
-    )
 
 
 def default_device(group):

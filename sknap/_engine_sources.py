@@ -1,4 +1,5 @@
-"""How batches reach :class:`~sknap.streaming.NeuronStatistics`.
+"""How batches reach :class:`~sknap.streaming.NeuronStatistics` and
+:class:`~sknap.streaming.HistogramStatistics`.
 
 Sources of batches (arrays, tensors, ``(activations, labels)`` pairs,
 DataLoaders, :meth:`ActivationExtractor.batches`), the pass over an
@@ -27,10 +28,11 @@ def count_extractor_pass(stats, extractor, X, y, probabilities=True):
     """Count the extractor's blocks into ``stats`` inside its forward hooks,
     while each layer's output is in the cache: the rows are never assembled.
 
-    The first pass's kernel looks for NaN and infinity (the extractor then
-    names the layer). Without ``probabilities`` the backbone's probability
-    columns are neither computed nor counted (they stay 0), for fits that do
-    not read them.
+    Uses the statistics' block protocol (``start_batch``, ``count_block``,
+    ``end_batch``). The first pass's kernel looks for NaN and infinity (the
+    extractor then names the layer). Without ``probabilities`` the
+    backbone's probability columns are neither computed nor counted (they
+    stay 0), for fits that do not read them.
     """
     n_columns = extractor.n_neurons_ + extractor.n_outputs_
     if stats.n_neurons_ is not None and stats.n_neurons_ != n_columns:
@@ -43,23 +45,19 @@ def count_extractor_pass(stats, extractor, X, y, probabilities=True):
     whole = {"rows": None, "position": 0}
 
     def start(labels, n_rows, device):
-        stats._begin(labels if y is None else y, n_columns, device)
         if y is None:
-            return stats._class_index(labels, n_rows)
+            return stats.start_batch(labels, n_rows, n_columns, device)
         if whole["rows"] is None:
-            whole["rows"] = stats._class_index(y, len(y))
+            whole["rows"] = stats.start_batch(y, len(y), n_columns, device)
         position = whole["position"]
         whole["position"] = position + n_rows
         return whole["rows"][position : position + n_rows]
 
     def consume(rows, offset, block):
-        if block.device != stats.device:
-            block = block.to(stats.device)
-        # The first pass says whether the block was finite.
-        return stats._count(block, rows, offset)
+        return stats.count_block(block, rows, offset)
 
     _passes.consume_blocks(
-        extractor, X, y, start, consume, stats._add_samples, probabilities
+        extractor, X, y, start, consume, stats.end_batch, probabilities
     )
 
 
@@ -161,10 +159,10 @@ def check_reiterable(batches, what):
 def is_batch_source(X):
     """Whether ``X`` is streamed (statistics or an iterable of batches).
 
-    True for :class:`NeuronStatistics`, a DataLoader, an iterator, and a list
-    or other iterable whose first item is a 2-D array or tensor, or an
-    ``(activations, labels)`` pair. Arrays, tensors, DataFrames and lists of
-    rows are in-memory data.
+    True for :class:`NeuronStatistics` and :class:`HistogramStatistics`, a
+    DataLoader, an iterator, and a list or other iterable whose first item
+    is a 2-D array or tensor, or an ``(activations, labels)`` pair. Arrays,
+    tensors, DataFrames and lists of rows are in-memory data.
 
     Parameters
     ----------
@@ -183,9 +181,9 @@ def is_batch_source(X):
     >>> is_batch_source(A), is_batch_source([A[:2], A[2:]]), is_batch_source(A.tolist())
     (False, True, False)
     """
-    from .streaming import NeuronStatistics
+    from ._counting import CountingPass
 
-    if isinstance(X, NeuronStatistics | torch.utils.data.DataLoader):
+    if isinstance(X, CountingPass | torch.utils.data.DataLoader):
         return True
     if (
         isinstance(X, np.ndarray | torch.Tensor | str | bytes)
@@ -224,7 +222,7 @@ def compute_statistics(batches, *, n_bins=10, binning="right", per_class=True):
 
     Returns
     -------
-    stats : NeuronStatistics
+    stats : HistogramStatistics
         Second-pass statistics.
 
     Examples
@@ -254,8 +252,8 @@ def two_passes(batches, what, n_bins, binning, per_class, probabilities=True):
     from .streaming import NeuronStatistics
 
     check_reiterable(batches, what)
-    first = NeuronStatistics()._update_all(batches, probabilities)
+    first = NeuronStatistics().update_from(batches, probabilities=probabilities)
     if first.class_max_ is None:
         return first
     second = first.begin_histograms(n_bins, binning=binning, per_class=per_class)
-    return second._update_all(batches, probabilities)
+    return second.update_from(batches, probabilities=probabilities)

@@ -15,6 +15,7 @@ from sklearn.utils.validation import (
 )
 
 from . import _engine, _histogram, _stream_fit, streaming
+from ._counting import CountingPass
 from ._engine_sources import ColumnBatches
 from ._layout import check_probability_block, layer_of, resolve_n_classes
 from .exceptions import DeadNeuronWarning
@@ -216,14 +217,15 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_neurons + n_classes), iterable \
-                of batches, or NeuronStatistics
+                of batches, or HistogramStatistics
             Activations followed by the class probabilities. Data that does not
             fit in memory streams as a re-iterable of batches (arrays, tensors
             or ``(batch, labels)`` pairs, such as
             :meth:`ActivationExtractor.batches` yields), read twice: maxima,
-            then bin counts. Second-pass :class:`~sknap.streaming.NeuronStatistics`
-            (merged from shards or processes) fit the same way. The result
-            equals the in-memory fit's.
+            then bin counts. Second-pass statistics
+            (:class:`~sknap.streaming.HistogramStatistics`, merged from shards
+            or processes) fit the same way. The result equals the in-memory
+            fit's.
         y : array-like of shape (n_samples,), default=None
             Class labels, for per-class entropy and to find ``n_classes``;
             None when the batches carry them.
@@ -234,7 +236,12 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         if streaming.is_batch_source(X):
-            return _stream_fit.fit_entropy(self, X, y)
+            stats = _stream_fit.entropy_statistics(self, X, y)
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_  # of an earlier fit; batches have none
+            self.n_features_in_ = stats.n_neurons_
+            n, self.n_classes_in_ = _stream_fit.activation_columns(self, stats)
+            return self._fit_statistics(stats, n)
         # The activations are checked for NaN and infinity in the pass that
         # finds their maxima, the probability block here; the labels by the
         # engine, as on every path.
@@ -253,9 +260,29 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
         # is, without a copy of the activation block.
         labels = y if self.per_class else None
         stats = _stream_fit.statistics_of(X, labels, self.n_bins, self.binning)
-        return _stream_fit.entropy_from_statistics(self, stats, n)
+        return self._fit_statistics(stats, n)
 
-    def _store_entropy(self, entropies, maxima, edges, stacklevel=3):
+    def _fit_statistics(self, stats, n):
+        """Set the fitted attributes from second-pass statistics whose first
+        ``n`` columns are the activations; every fit ends here.
+
+        The global histogram is the sum over classes of the per-class counts;
+        the per-class entropy is their slice, on the neurons' shared edges.
+        """
+        stats.check_same_samples()
+        self.n_neurons_in_ = n
+        counts = stats.counts_[:, :n, 1:].cpu()  # (classes, neurons, bins)
+        entropies = _engine.entropy_from_counts(counts.sum(dim=0), self.base)
+        maxima, edges = stats.max_[:n].cpu(), stats.bin_edges_[:n].cpu()
+        self._store_entropy(entropies, maxima, edges)
+        if stats.per_class and self.per_class:
+            self.classes_ = stats.classes_
+            self.class_neuron_entropy_ = _engine.entropy_from_counts(counts, self.base)
+            self.class_entropy_ = self.class_neuron_entropy_.sum(axis=1)
+        self.selected_neurons_ = self._select()
+        return self
+
+    def _store_entropy(self, entropies, maxima, edges):
         """Set the fitted attributes of all samples; warn of dead neurons."""
         self.neuron_entropy_ = entropies
         self.neuron_max_ = maxima.numpy()
@@ -273,7 +300,8 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
                 "(see dead_neurons_). If unexpected, check the chosen layers, or "
                 "fit on more samples.",
                 DeadNeuronWarning,
-                stacklevel=stacklevel,
+                # Past _fit_statistics, fit and scikit-learn's _fit_context.
+                stacklevel=5,
             )
 
     def _select(self):
@@ -304,9 +332,7 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
             batches, the same columns of each batch, read when iterated.
         """
         check_is_fitted(self)
-        if streaming.is_batch_source(X) and not isinstance(
-            X, streaming.NeuronStatistics
-        ):
+        if streaming.is_batch_source(X) and not isinstance(X, CountingPass):
             return ColumnBatches(X, self._output_columns())
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return X[:, self._output_columns()]
@@ -314,6 +340,30 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
     def _output_columns(self):
         proba = np.arange(self.n_neurons_in_, self.n_features_in_)
         return np.concatenate([self.selected_neurons_, proba])
+
+    def get_support(self, indices=False):
+        """The input columns that ``transform`` keeps, as a feature selector's.
+
+        The selected activation columns and the probability block, in the
+        order ``transform`` returns them (ascending).
+
+        Parameters
+        ----------
+        indices : bool, default=False
+            Return the column indices instead of a boolean mask.
+
+        Returns
+        -------
+        support : ndarray of shape (n_features_in_,), dtype=bool, or of int
+            True for each kept column; with ``indices``, their indices.
+        """
+        check_is_fitted(self)
+        columns = self._output_columns()
+        if indices:
+            return columns
+        mask = np.zeros(self.n_features_in_, dtype=bool)
+        mask[columns] = True
+        return mask
 
     def get_feature_names_out(self, input_features=None):
         """Names of the columns ``transform`` returns.

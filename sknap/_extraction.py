@@ -19,7 +19,7 @@ from ._layout import PROBA_PREFIX, ColumnLayout
 from ._passes import BackbonePass, iter_rows, sample_shape
 from .data import IndexedDataset
 
-__all__ = ["ActivationExtractor"]
+__all__ = ["ActivationExtractor", "check_input"]
 
 _DATA = (torch.utils.data.Dataset, torch.utils.data.DataLoader)
 
@@ -33,6 +33,42 @@ def _sliced_dataset(X):
         and hasattr(X, "__getitem__")
         and hasattr(X, "__len__")
         and len(getattr(X, "shape", ())) == 1
+    )
+
+
+def check_input(extractor, X, reset=False):
+    """Validated ``X`` (array or tensor) or a Dataset/DataLoader as it is.
+
+    What ``extractor`` (an ActivationExtractor) takes as input; ``reset`` in
+    ``fit``, which sets ``n_features_in_``.
+    """
+    if isinstance(X, _DATA):
+        return X
+    if _sliced_dataset(X):
+        return IndexedDataset(X)
+    if isinstance(X, torch.Tensor):
+        if X.ndim < 2 or X.shape[0] == 0:
+            raise ValueError(
+                "X must be a tensor of shape (n_samples, ...) with at least one "
+                f"sample and one feature. Got shape {tuple(X.shape)}."
+            )
+        # Later calls check every batch as it goes through the backbone.
+        if reset and X.is_floating_point() and not torch.isfinite(X).all():
+            raise ValueError(
+                "Input X contains NaN or infinity. Remove or impute those "
+                "values before extracting activations."
+            )
+        if reset:
+            extractor.n_features_in_ = X.shape[1]
+        return X
+    return validate_data(
+        extractor,
+        X,
+        reset=reset,
+        allow_nd=True,
+        dtype="numeric",
+        ensure_min_features=1,
+        ensure_all_finite=reset,
     )
 
 
@@ -259,39 +295,6 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
             state["backbone"] = _device.cpu_copy_if_cuda(state["backbone"])
         return state
 
-    # -- input ---------------------------------------------------------------
-
-    def _check_input(self, X, reset):
-        """Validated ``X`` (array or tensor) or a Dataset/DataLoader as it is."""
-        if isinstance(X, _DATA):
-            return X
-        if _sliced_dataset(X):
-            return IndexedDataset(X)
-        if isinstance(X, torch.Tensor):
-            if X.ndim < 2 or X.shape[0] == 0:
-                raise ValueError(
-                    "X must be a tensor of shape (n_samples, ...) with at least one "
-                    f"sample and one feature. Got shape {tuple(X.shape)}."
-                )
-            # Later calls check every batch as it goes through the backbone.
-            if reset and X.is_floating_point() and not torch.isfinite(X).all():
-                raise ValueError(
-                    "Input X contains NaN or infinity. Remove or impute those "
-                    "values before extracting activations."
-                )
-            if reset:
-                self.n_features_in_ = X.shape[1]
-            return X
-        return validate_data(
-            self,
-            X,
-            reset=reset,
-            allow_nd=True,
-            dtype="numeric",
-            ensure_min_features=1,
-            ensure_all_finite=reset,
-        )
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Find the blocks and the column layout with one forward pass.
@@ -312,7 +315,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         self : ActivationExtractor
             The fitted extractor.
         """
-        X = self._check_input(X, reset=True)
+        X = check_input(self, X, reset=True)
         run = BackbonePass(self, X)
         first = next(iter(run.batches), (None, None))[0]
         if first is None:
@@ -424,7 +427,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
 
     def _transform_checked(self, X, y=None):
         self._check_fitted()
-        X = self._check_input(X, reset=False)
+        X = check_input(self, X)
         device = _device.resolve_device(self.device)
         n_columns = self.n_neurons_ + self.n_outputs_
         if not isinstance(X, _DATA):
@@ -514,7 +517,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         96
         """
         self._check_fitted()
-        X = self._check_input(X, reset=False)
+        X = check_input(self, X)
         if y is not None and not isinstance(X, _DATA):
             n_labels = len(y)
             if n_labels != X.shape[0]:

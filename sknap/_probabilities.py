@@ -10,7 +10,9 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _binned, _engine, _kernels, _stream_fit, streaming
+from ._counting import CountingPass
 from ._engine import as_tensor
+from ._engine_sources import iter_batches
 from ._layout import PROBA_PREFIX, check_probability_block, resolve_n_classes
 
 __all__ = ["ActivationProbabilityFeatures", "activation_probability", "proposed_proba"]
@@ -304,7 +306,7 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             if self.form == "sum":
                 return P, None
             class_count = np.bincount(y_idx, minlength=n_classes)
-            return self._two_states(P, class_count)
+            return _binned.two_states(P, class_count, self.alpha)
         stats = _stream_fit.statistics_of(A, y_idx, self.n_bins)
         counts = np.zeros((n_classes, A.shape[1], self.n_bins + 1), dtype=np.int64)
         class_count = np.zeros(n_classes, dtype=np.int64)
@@ -313,20 +315,6 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         P = _binned.state_probability(counts, class_count, self.alpha)
         return P, stats.bin_edges_.cpu().numpy()
 
-    def _two_states(self, P, class_count):
-        """The paper's ``P`` as two states, inactive and active, edges 0."""
-        empty = (np.asarray(class_count) + 2 * self.alpha <= 0)[:, None]
-        P2 = np.stack([np.where(empty, 0.0, 1.0 - P), P], axis=-1)
-        return P2, np.zeros((P.shape[1], 2))
-
-    def _model(self):
-        """The fitted ``(P, edges)`` that :meth:`transform` applies."""
-        if self.n_bins is not None:
-            return self.state_probability_, self.bin_edges_
-        if self.form == "sum":
-            return self.activation_probability_, None
-        return self._two_states(self.activation_probability_, self.class_count_)
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the activation probabilities ``P``.
@@ -334,13 +322,14 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_neurons + n_classes), iterable \
-                of batches, or NeuronStatistics
+                of batches, or statistics
             Activations followed by the backbone's class probabilities. Data
             that does not fit in memory streams, in one pass, as an iterable
             of ``(batch, labels)`` pairs, such as
             :meth:`ActivationExtractor.batches` yields; or as
             :class:`~sknap.streaming.NeuronStatistics` merged from shards or
-            processes. ``P`` equals the in-memory fit's.
+            processes (:class:`~sknap.streaming.HistogramStatistics` with
+            ``n_bins``). ``P`` equals the in-memory fit's.
         y : array-like of shape (n_samples,)
             Class labels; None when the batches carry them.
 
@@ -350,7 +339,12 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         if streaming.is_batch_source(X):
-            return _stream_fit.fit_probabilities(self, X, y)
+            stats = _stream_fit.probability_statistics(self, X, y)
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_  # of an earlier fit; batches have none
+            self.n_features_in_ = stats.n_neurons_
+            n, _ = _stream_fit.activation_columns(self, stats)
+            return self._fit_statistics(stats, n)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         y = _engine.check_labels(y, X.shape[0])
         n_proba = resolve_n_classes(self, X.shape[1], y)
@@ -358,9 +352,39 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         self._encode(y)  # the labels must match the probability block
         check_probability_block(self, X[:, self.n_neurons_in_ :], X=X)
         stats = _stream_fit.statistics_of(X, y, self.n_bins)
-        return _stream_fit.probabilities_from_statistics(
-            self, stats, self.n_neurons_in_, stacklevel=3
+        return self._fit_statistics(stats, self.n_neurons_in_)
+
+    def _fit_statistics(self, stats, n):
+        """Set the fitted attributes from labelled statistics whose first
+        ``n`` columns are the activations; every fit ends here.
+
+        ``P`` from the first pass's counts of values > 0; with ``n_bins``, the
+        binned ``P[c, j, r]`` from the second pass's counts in each state, on
+        the neurons' shared edges (``counts_``).
+        """
+        self.n_neurons_in_ = n
+        classes, rows = self._encode(stats.classes_)
+        class_count = np.zeros(len(classes), dtype=np.int64)
+        active = np.zeros((len(classes), n), dtype=np.int64)
+        class_count[rows] = stats.class_count_.cpu().numpy()
+        active[rows] = stats.active_count_[:, :n].cpu().numpy()
+        self.classes_ = classes
+        self.class_count_ = class_count
+        # Past this method, fit and scikit-learn's _fit_context.
+        _stream_fit.warn_empty_classes(classes, class_count, stacklevel=4)
+        self.activation_probability_ = _stream_fit.probability_from_counts(
+            active, class_count, self.alpha
         )
+        if self.n_bins is not None:
+            stats.check_same_samples()
+            counts = np.zeros((len(classes), n, self.n_bins + 1), dtype=np.int64)
+            counts[rows] = stats.counts_[:, :n].cpu().numpy()
+            self.state_count_ = counts
+            self.state_probability_ = _binned.state_probability(
+                counts, class_count, self.alpha
+            )
+            self.bin_edges_ = stats.bin_edges_[:n].cpu().numpy()
+        return self
 
     def fit_transform(self, X, y=None, **fit_params):
         """Fit, then return the training features, cross-fitted when ``cv`` is set.
@@ -422,14 +446,12 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             ``Y_proposed`` (rows sum to 1), then ``Y_predicted``.
         """
         check_is_fitted(self)
-        model = self._model()
-        if streaming.is_batch_source(X) and not isinstance(
-            X, streaming.NeuronStatistics
-        ):
+        model = _binned.fitted_model(self)
+        if streaming.is_batch_source(X) and not isinstance(X, CountingPass):
             # One batch at a time: only the 2 * n_classes features are kept.
             rows = [
                 self._features(_engine.to_numpy(A).astype(np.float32), model)
-                for A, _ in streaming.iter_batches(X)
+                for A, _ in iter_batches(X)
             ]
             return (
                 np.concatenate(rows) if rows else np.empty((0, 2 * len(self.classes_)))

@@ -13,6 +13,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from . import _binned, _device, _passes
+from ._extraction import check_input
 
 __all__ = ["fused_transform"]
 
@@ -65,7 +66,7 @@ def _columns(extractor, entropy, probabilities):
                 f"The ActivationEntropy step was fitted on {entropy.n_features_in_} "
                 f"columns but the extractor makes {n_columns}; refit the pipeline."
             )
-        columns = entropy._output_columns()
+        columns = entropy.get_support(indices=True)
     if probabilities.n_features_in_ != len(columns):
         raise ValueError(
             "The ActivationProbabilityFeatures step was fitted on "
@@ -118,8 +119,8 @@ def fused_transform(pipeline, X):
     """
     extractor, entropy, probabilities = _steps(pipeline)
     columns = _columns(extractor, entropy, probabilities)
-    X = extractor._check_input(X, reset=False)
-    P, edges = probabilities._model()
+    X = check_input(extractor, X)
+    P, edges = _binned.fitted_model(probabilities)
     if edges is not None:
         return _fused_binned(extractor, columns, probabilities, X, P, edges)
     n_neurons = probabilities.n_neurons_in_

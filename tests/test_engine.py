@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import DataConversionWarning
 
 from sknap import (
     ActivationEntropy,
@@ -21,13 +22,32 @@ BAD_LABELS = {
         np.array([0.5, 1.3, 2.2, 0.1, 3.7, 9.9]),
         "Unknown label type: continuous",
     ),
-    "none": (np.array([0, None, 1, 1, 0, 1], dtype=object), "Unknown label type"),
+    "none": (np.array([0, None, 1, 1, 0, 1], dtype=object), r"y\[1\] is None"),
+    "object nan": (np.array([0, 1, np.nan, 1, 0, 1], dtype=object), "contains NaN"),
+    "column of two": (np.array([[0, 1]] * 6), "y should be a 1d array"),
     "mixed": (np.array(["a", 1, "a", 1, "b", 1], dtype=object), "mixes labels"),
     "string then none": (
         np.array(["a", None, "a", "b", "a", "b"], dtype=object),
-        "mixes labels",
+        r"y\[1\] is None",
     ),
 }
+
+
+@pytest.mark.parametrize("path", ["in memory", "streamed", "update"])
+def test_column_vector_labels_are_raveled_with_a_warning_on_every_path(path):
+    # As scikit-learn's validate_data: (n, 1) labels are n labels, with a
+    # DataConversionWarning; the fit equals that of the 1-D labels.
+    A = np.abs(np.random.default_rng(0).normal(size=(6, 3)))
+    y = np.array([0, 1, 0, 1, 1, 0])
+    with pytest.warns(DataConversionWarning):
+        fitted = _fits(ActivationProbabilityFeatures)[path](A, y[:, None])
+    expected = _fits(ActivationProbabilityFeatures)[path](A, y)
+    if path == "update":
+        assert_array_equal(fitted.active_count_, expected.active_count_)
+    else:
+        assert_array_equal(
+            fitted.activation_probability_, expected.activation_probability_
+        )
 
 
 def _fits(Estimator):

@@ -516,6 +516,9 @@ def test_selection_lowest_entropy_first_dead_last(n_neurons, expected):
     # (the probability block) untouched.
     Xt = est.transform(X)
     assert_array_equal(Xt, X[:, expected + [5, 6]])
+    # get_support says which, as a scikit-learn feature selector does.
+    assert_array_equal(est.get_support(indices=True), expected + [5, 6])
+    assert_array_equal(est.get_support(), np.isin(np.arange(7), expected + [5, 6]))
     names = [f"x{i}" for i in expected + [5, 6]]
     assert_array_equal(est.get_feature_names_out(), names)
     custom = np.array(["a__0", "a__1", "b__0", "b__1", "b__2", "proba_0", "proba_1"])

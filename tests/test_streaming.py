@@ -14,7 +14,7 @@ from sknap import (
     make_nap_pipeline,
 )
 from sknap.fused import fused_transform
-from sknap.streaming import NeuronStatistics, compute_statistics
+from sknap.streaming import HistogramStatistics, NeuronStatistics, compute_statistics
 from sknap.toy import make_mlp
 
 BACKENDS = ["numba", "torch"] if _kernels.numba is not None else ["torch"]
@@ -143,38 +143,44 @@ def test_state_counts_per_class_with_an_offset(backend, rng, dtype, binning):
 
 
 def test_counts_of_blocks_equal_direct_sums(backend, rng):
-    # An extractor pass: blocks of columns at offsets, batches of several
-    # sizes; each count against a direct sum over all batches.
+    # An extractor pass through the public block protocol: blocks of columns
+    # at offsets, batches of several sizes, both passes; each count against
+    # a direct sum over all batches.
     blocks = [(0, 37), (37, 16), (53, 5), (58, 70)]  # (offset, width)
     width, n_classes, n_bins = 128, 4, 6
     sizes = [64, 64, 1, 33, 200, 64]
     X = np.maximum(rng.normal(size=(sum(sizes), width)), 0).astype(np.float32)
+    X[X > 2.5] = 0  # the largest values of some neurons sit in middle batches
     y = rng.integers(0, n_classes, size=len(X))
     y[y == 2] = 3  # an empty class
     stats = NeuronStatistics()
-    stats._begin(y, width, torch.device("cpu"))
-    rows = stats._class_index(y, len(y))
     for second in (False, True):
         start = 0
         for size in sizes:
-            for offset, n in blocks:
-                block = torch.from_numpy(X[start : start + size, offset : offset + n])
-                assert stats._count(block, rows[start : start + size], offset)
-            stats._add_samples(rows[start : start + size])
+            part = slice(start, start + size)
+            rows = stats.start_batch(y[part], size, width, torch.device("cpu"))
+            for offset, n in reversed(blocks):  # in any order
+                block = torch.from_numpy(X[part, offset : offset + n])
+                assert stats.count_block(block, rows, offset)
+            stats.end_batch(rows)
             start += size
         if not second:
             first = stats
             stats = stats.begin_histograms(n_bins)
-    edges = stats.bin_edges_.numpy()
+    assert first.n_samples_ == len(X)
     assert_array_equal(first.classes_, [0, 1, 3])
+    assert_array_equal(first.class_count_, np.bincount(y)[[0, 1, 3]])
+    edges = stats.bin_edges_.numpy()
+    assert_array_equal(edges[:, -1], X.max(axis=0))
     for c, label in enumerate(first.classes_):
         part = X[y == label]
         assert_array_equal(first.active_count_[c], (part > 0).sum(axis=0))
         assert_array_equal(first.class_max_[c], part.max(axis=0, initial=0))
+        assert_array_equal(stats.counts_[c, :, 0], (part <= 0).sum(axis=0))
         assert_array_equal(
             stats.counts_[c, :, 1:], _reference_counts(part, edges, "right")
         )
-    stats._check_same_samples()
+    stats.check_same_samples()
 
 
 @pytest.mark.parametrize("where", [(0, 0), (4999, 36), (2500, 17)])
@@ -377,12 +383,146 @@ def test_merged_shards_equal_one_fit(rng):
         merged + shards[0]
 
 
+def test_begin_histograms_returns_the_second_pass(rng):
+    # Two classes, not one class in two modes: the second pass counts bins
+    # and never the first pass's maxima or samples.
+    X, y = _data(rng, n=300)
+    first = NeuronStatistics().update(X, y)
+    second = first.begin_histograms(5)
+    assert type(second) is HistogramStatistics
+    assert not isinstance(second, NeuronStatistics)
+    assert not hasattr(second, "begin_histograms")
+    assert not hasattr(first, "counts_") and not hasattr(first, "bin_edges_")
+    assert (first.second_pass, second.second_pass) == (False, True)
+    second.update(X, y)
+    assert second.n_samples_ == first.n_samples_ == 300  # not 600
+    assert torch.equal(second.class_max_, first.class_max_)
+    assert torch.equal(second.class_count_, torch.from_numpy(np.bincount(y)))
+    assert int(second.counts_.sum()) == X.size
+    assert second.hist_.sum() == (X > 0).sum()
+    second.check_same_samples()
+    # The first pass grows its classes; the second refuses a new one.
+    first.update(X[:5], np.full(5, 7))
+    assert_array_equal(first.classes_, [0, 1, 2, 7])
+    with pytest.raises(ValueError, match=r"labels \[7\] that the first pass did not"):
+        second.update(X[:5], np.full(5, 7))
+    with pytest.raises(TypeError, match="begins from the first pass, a Neuron"):
+        HistogramStatistics(second, 5)
+    with pytest.raises(ValueError, match="needs the first pass"):
+        NeuronStatistics().begin_histograms(5)
+
+
+def test_merging_first_with_second_pass_is_refused(rng):
+    X, y = _data(rng, n=200)
+    first = NeuronStatistics().update(X, y)
+    second = first.begin_histograms(4).update(X, y)
+    for a, b in [(first, second), (second, first), (NeuronStatistics(), second)]:
+        with pytest.raises(ValueError, match="call begin_histograms on the result"):
+            a + b
+        with pytest.raises(ValueError, match="first-pass with second-pass"):
+            a.merge(b)
+    with pytest.raises(TypeError):
+        first + 1
+    with pytest.raises(TypeError, match="merges with statistics of the same pass"):
+        second.merge(X)
+    # An empty first pass is the neutral element of first passes.
+    assert (NeuronStatistics() + first).n_samples_ == 200
+    assert (second + first.begin_histograms(4)).hist_.sum() == (X > 0).sum()
+
+
+def test_block_protocol_counts_as_update_of_the_whole_batch(rng):
+    # One batch cut into column blocks at offsets (and one in a single
+    # block): both passes equal direct sums over the whole batch.
+    X, y = _data(rng, n=150, n_neurons=20)
+    width = X.shape[1]
+    cuts = [0, 7, 8, 19, width]
+
+    def count_in_blocks(stats):
+        rows = stats.start_batch(y, len(y), width)
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+            assert stats.count_block(torch.from_numpy(X[:, lo:hi]), rows, lo)
+        stats.end_batch(rows)
+        return stats
+
+    first = count_in_blocks(NeuronStatistics())
+    second = count_in_blocks(first.begin_histograms(3))
+    for c in range(3):
+        assert_array_equal(first.active_count_[c], (X[y == c] > 0).sum(axis=0))
+        assert_array_equal(first.class_max_[c], X[y == c].max(axis=0))
+    assert_array_equal(first.class_count_, np.bincount(y))
+    edges = second.bin_edges_.numpy()
+    assert_array_equal(second.hist_, _reference_counts(X, edges, "right"))
+    second.check_same_samples()
+    # The protocol refuses a batch of other columns, before counting it.
+    with pytest.raises(ValueError, match="has 5 columns but the earlier ones had 23"):
+        first.start_batch(y[:3], 3, 5)
+    bad = torch.from_numpy(X[:4, :3]).clone()
+    bad[1, 1] = np.nan
+    rows = first.start_batch(y[:4], 4, width)
+    assert not first.count_block(bad, rows, 0)
+
+
+def _foreign_private_uses(path):
+    """``x._name`` where ``x`` is not self, cls or super() and no code of the
+    module defines ``_name``: a private member of another module's object."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    own = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            own.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            own.add(node.attr)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        name, owner = node.attr, node.value
+        if not name.startswith("_") or name.startswith("__") or name in own:
+            continue
+        if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+            continue
+        if isinstance(owner, ast.Call) and getattr(owner.func, "id", "") == "super":
+            continue
+        found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_uses_private_members_of_another():
+    # Modules talk through public names: a private method or attribute
+    # (self._x, cls._x, super()._x, or one the module itself defines, is
+    # fine). Only the torch hook inspection of _cache.py reads torch's.
+    from pathlib import Path
+
+    import sknap
+
+    allowed = {
+        "_cache.py": {
+            "_global_forward_hooks",
+            "_global_forward_pre_hooks",
+            "_forward_hooks",
+            "_forward_pre_hooks",
+        }
+    }
+    found = []
+    for path in sorted(Path(sknap.__file__).parent.rglob("*.py")):
+        for use in _foreign_private_uses(path):
+            if use.rsplit(".", 1)[-1] not in allowed.get(path.name, ()):
+                found.append(use)
+    assert not found, "\n".join(found)
+
+
 def test_state_does_not_grow_with_samples(rng):
     X, y = _data(rng, n=2000)
     small = compute_statistics(_shards(X[:200], y[:200]), n_bins=10)
     large = compute_statistics(_shards(X, y), n_bins=10)
     sizes = [
-        sum(t.numel() for t in vars(s).values() if isinstance(t, torch.Tensor))
+        sum(
+            t.numel()
+            for t in [*vars(s).values(), *vars(s.first_pass).values()]
+            if isinstance(t, torch.Tensor)
+        )
         for s in (small, large)
     ]
     assert sizes[0] == sizes[1]
