@@ -10,7 +10,7 @@ measurement (see docs/performance.md, "GPU figures"):
 1. ``tests``: the CUDA tests (``pytest -k cuda`` over the test files that
    mention CUDA), their pass/fail summary. The dry run only counts them.
 2. ``entropy``: ``activation_entropy(A)`` and ``ActivationEntropy(n_bins=10,
-   n_classes=0).fit(A, y)`` (with per-class entropies of 10 label classes) of
+   n_outputs=0).fit(A, y)`` (with per-class entropies of 10 label classes) of
    a 60,000 x 1,024 float32 matrix already in device memory, against one read
    of it (``A.amax(0)``; goal <= 3x); and the CUDA entropy against the CPU's.
 3. ``overhead``: ResNet-50 (torchvision, else timm) with seeded random
@@ -291,7 +291,7 @@ def section_entropy(args, device, budget):
     y = torch.randint(0, 10, (n,), device=device, generator=gen)
     labels = f"10 classes, a tensor on {device.type}"
     try:
-        ActivationEntropy(n_bins=10, n_classes=0).fit(A, y)
+        ActivationEntropy(n_bins=10, n_outputs=0).fit(A, y)
     except Exception as exc:  # record it, and time with labels on the host
         labels = (
             f"10 classes; with labels on {device.type} the fit raised "
@@ -302,8 +302,8 @@ def section_entropy(args, device, budget):
         "read: A.amax(0)": lambda: A.amax(0),
         "read: A.sum()": lambda: A.sum(),
         "activation_entropy(A)": lambda: activation_entropy(A),
-        "ActivationEntropy(n_bins=10, n_classes=0).fit(A, y)": lambda: (
-            ActivationEntropy(n_bins=10, n_classes=0).fit(A, y)
+        "ActivationEntropy(n_bins=10, n_outputs=0).fit(A, y)": lambda: (
+            ActivationEntropy(n_bins=10, n_outputs=0).fit(A, y)
         ),
     }
     times = fastest(functions, device, rounds=3 if args.small else 7)
@@ -329,7 +329,7 @@ def section_entropy(args, device, budget):
         f"{abs(on_device - on_cpu):.2e}).",
     ]
     ratio = times["activation_entropy(A)"] / floor
-    ratio_fit = times["ActivationEntropy(n_bins=10, n_classes=0).fit(A, y)"] / floor
+    ratio_fit = times["ActivationEntropy(n_bins=10, n_outputs=0).fit(A, y)"] / floor
     report = args.report_obj
     report.row(f"entropy {n:,} x {m:,} / one read", ratio, GOALS["entropy"])
     report.row("  fit with 10 classes / one read", ratio_fit, GOALS["entropy"])
@@ -427,9 +427,9 @@ def section_overhead(args, device, budget):
             for s in range(0, n, batch):
                 model(X_device[s : s + batch])
 
-    entropy = ActivationEntropy(n_neurons=0.5, per_class=False, n_classes=C)
+    entropy = ActivationEntropy(n_neurons=0.5, per_class=False, n_outputs=C)
     entropy.fit(extractor.batches(X, y))
-    probabilities = ActivationProbabilityFeatures(n_classes=C).fit(
+    probabilities = ActivationProbabilityFeatures(n_outputs=C).fit(
         entropy.transform(extractor.transform(X[: 2 * batch])), y[: 2 * batch]
     )
     pipeline = [extractor, entropy, probabilities]
@@ -442,13 +442,13 @@ def section_overhead(args, device, budget):
         ),
         "P fit: ActivationProbabilityFeatures().fit(batches)": (
             1,
-            lambda: ActivationProbabilityFeatures(n_classes=C).fit(
+            lambda: ActivationProbabilityFeatures(n_outputs=C).fit(
                 extractor.batches(X, y)
             ),
         ),
         "entropy fit: ActivationEntropy(per_class=False).fit(batches)": (
             2,
-            lambda: ActivationEntropy(per_class=False, n_classes=C).fit(
+            lambda: ActivationEntropy(per_class=False, n_outputs=C).fit(
                 extractor.batches(X, y)
             ),
         ),
@@ -618,11 +618,11 @@ def section_bfloat16(args, device, budget):
         model, batch_size=batch, device=device, autocast="bfloat16"
     ).fit(X[:batch])
     N = f32.n_neurons_
-    P32 = ActivationProbabilityFeatures(n_classes=C).fit(f32.batches(X, y))
-    P16 = ActivationProbabilityFeatures(n_classes=C).fit(b16.batches(X, y))
+    P32 = ActivationProbabilityFeatures(n_outputs=C).fit(f32.batches(X, y))
+    P16 = ActivationProbabilityFeatures(n_outputs=C).fit(b16.batches(X, y))
     P32, P16 = P32.activation_probability_, P16.activation_probability_
-    e32 = ActivationEntropy(per_class=False, n_classes=C).fit(f32.batches(X, y))
-    e16 = ActivationEntropy(per_class=False, n_classes=C).fit(b16.batches(X, y))
+    e32 = ActivationEntropy(per_class=False, n_outputs=C).fit(f32.batches(X, y))
+    e16 = ActivationEntropy(per_class=False, n_outputs=C).fit(b16.batches(X, y))
     Z32, Z16 = f32.transform(X), b16.transform(X)
     H32, H16 = e32.histograms(Z32), e32.histograms(Z16)  # the same edges
     flips = float(((Z32[:, :N] > 0) != (Z16[:, :N] > 0)).mean())

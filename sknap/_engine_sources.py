@@ -233,7 +233,7 @@ def compute_statistics(batches, *, n_bins=10, binning="right", per_class=True):
     >>> stats = compute_statistics([A[:60], A[60:]], n_bins=4)
     >>> stats.n_samples_, tuple(stats.hist_.shape)
     (100, (3, 4))
-    >>> entropy = ActivationEntropy(n_bins=4, n_classes=0).fit(stats)
+    >>> entropy = ActivationEntropy(n_bins=4, n_outputs=0).fit(stats)
     >>> entropy.neuron_entropy_.shape
     (3,)
     """

@@ -17,7 +17,12 @@ from sklearn.utils.validation import (
 from . import _engine, _histogram, _stream_fit, streaming
 from ._counting import CountingPass
 from ._engine_sources import ColumnBatches
-from ._layout import check_probability_block, layer_of, resolve_n_classes
+from ._layout import (
+    check_probability_block,
+    given_layout,
+    layer_of,
+    resolve_n_outputs,
+)
 from .exceptions import DeadNeuronWarning
 
 __all__ = ["ActivationEntropy", "activation_entropy"]
@@ -63,7 +68,7 @@ def activation_entropy(A, n_bins=10, *, base=2, binning="right", per_neuron=Fals
     >>> activation_entropy(A, n_bins=2, per_neuron=True)
     array([0.918..., 1.   ])
     """
-    est = ActivationEntropy(n_bins=n_bins, base=base, binning=binning, n_classes=0)
+    est = ActivationEntropy(n_bins=n_bins, base=base, binning=binning, n_outputs=0)
     est._validate_params()
     if isinstance(A, torch.Tensor):
         A = A.detach().cpu().numpy()
@@ -88,8 +93,8 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
     ``dead_neurons_``. The model's entropy is ``E = sum_j E_j``.
 
     Input follows the layout of :class:`ActivationExtractor`: activation
-    columns, then ``n_classes`` probability columns, which ``transform`` passes
-    through untouched.
+    columns, then ``n_outputs`` probability columns (the backbone's outputs),
+    which ``transform`` passes through untouched.
 
     Parameters
     ----------
@@ -109,10 +114,13 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
         position. An int is a count, a float in (0, 1] a fraction of the
         neurons, None keeps all. Since the ranking depends on ``n_bins``, this
         is how the bin count changes what later steps see.
-    n_classes : "auto" or int, default="auto"
-        Number of trailing probability columns. ``"auto"``: from feature names
-        with the ``proba_`` prefix, else from the number of classes in ``y``.
-        Use 0 for a matrix of activations alone.
+    n_outputs : "auto" or int, default="auto"
+        Number of the backbone's outputs: the last ``n_outputs`` columns of X
+        are its class probabilities; 0 when X holds activations only.
+        ``"auto"``: from the ``layout`` given to :meth:`fit` (as
+        :func:`make_nap_pipeline` and batches of an extractor do), else from
+        feature names with the ``proba_`` prefix, else the number of classes
+        in ``y``.
     per_class : bool, default=True
         Also compute the entropy within each class when ``y`` is given, on
         each neuron's shared edges (from its maximum over all samples), so
@@ -144,7 +152,7 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
         Indices of the activation columns ``transform`` keeps, ascending.
     n_neurons_in_ : int
         Number of activation columns.
-    n_classes_in_ : int
+    n_outputs_in_ : int
         Number of probability columns passed through.
     n_features_in_ : int
         Number of columns seen in ``fit``.
@@ -162,7 +170,7 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
     >>> import numpy as np
     >>> from sknap import ActivationEntropy
     >>> A = np.array([[0.0, 1.0], [0.5, 2.0], [1.0, 3.0], [1.0, 4.0]])
-    >>> est = ActivationEntropy(n_bins=2, n_classes=0).fit(A)
+    >>> est = ActivationEntropy(n_bins=2, n_outputs=0).fit(A)
     >>> est.neuron_entropy_
     array([0.918..., 1.   ])
     >>> round(est.entropy_, 4)
@@ -180,7 +188,7 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
             Interval(Integral, 1, None, closed="left"),
             Interval(RealNotInt, 0, 1, closed="right"),
         ],
-        "n_classes": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
+        "n_outputs": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
         "per_class": ["boolean"],
     }
 
@@ -191,14 +199,14 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
         base=2,
         binning="right",
         n_neurons=None,
-        n_classes="auto",
+        n_outputs="auto",
         per_class=True,
     ):
         self.n_bins = n_bins
         self.base = base
         self.binning = binning
         self.n_neurons = n_neurons
-        self.n_classes = n_classes
+        self.n_outputs = n_outputs
         self.per_class = per_class
 
     def _validate_params(self):
@@ -211,12 +219,12 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
             )
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, layout=None):
         """Learn bin edges and the entropy of every neuron.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_neurons + n_classes), iterable \
+        X : array-like of shape (n_samples, n_neurons + n_outputs), iterable \
                 of batches, or HistogramStatistics
             Activations followed by the class probabilities. Data that does not
             fit in memory streams as a re-iterable of batches (arrays, tensors
@@ -227,8 +235,15 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
             or processes) fit the same way. The result equals the in-memory
             fit's.
         y : array-like of shape (n_samples,), default=None
-            Class labels, for per-class entropy and to find ``n_classes``;
-            None when the batches carry them.
+            Class labels, for per-class entropy and, without a layout, to
+            find ``n_outputs``; None when the batches carry them.
+        layout : ColumnLayout, callable or None, default=None
+            The fitted :class:`ActivationExtractor`'s ``layout_``, or a
+            function of no argument that returns it (called here): it says
+            how many of the last columns are probabilities, instead of
+            ``n_outputs="auto"``'s guess; it must describe X's columns.
+            :func:`make_nap_pipeline` passes it. Without it, batches of an
+            extractor give theirs when ``n_outputs="auto"``.
 
         Returns
         -------
@@ -236,12 +251,14 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         if streaming.is_batch_source(X):
-            stats = _stream_fit.entropy_statistics(self, X, y)
+            layout = _stream_fit.stream_layout(self, X, layout)
+            stats = _stream_fit.entropy_statistics(self, X, y, layout)
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_  # of an earlier fit; batches have none
             self.n_features_in_ = stats.n_neurons_
-            n, self.n_classes_in_ = _stream_fit.activation_columns(self, stats)
+            n, self.n_outputs_in_ = _stream_fit.activation_columns(self, stats, layout)
             return self._fit_statistics(stats, n)
+        layout = given_layout(self, layout)
         # The activations are checked for NaN and infinity in the pass that
         # finds their maxima, the probability block here; the labels by the
         # engine, as on every path.
@@ -251,11 +268,12 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
         else:
             X, y = validate_data(self, X, y, dtype=dtype, ensure_all_finite=False)
             y = _engine.check_labels(y, X.shape[0])
-        n_proba = resolve_n_classes(self, X.shape[1], y)
-        self.n_classes_in_ = n_proba
+        n_proba = resolve_n_outputs(self, X.shape[1], y, layout)
+        self.n_outputs_in_ = n_proba
         n = X.shape[1] - n_proba
         assert_all_finite(X[:, n:], input_name="X")
-        check_probability_block(self, X[:, n:], X=X)
+        # Only a width guessed from y is checked against X as a whole.
+        check_probability_block(self, X[:, n:], X=X if layout is None else None)
         # All columns counted (the few probability ones too): X is read as it
         # is, without a copy of the activation block.
         labels = y if self.per_class else None
@@ -320,14 +338,14 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_neurons + n_classes), or batches
+        X : array-like of shape (n_samples, n_neurons + n_outputs), or batches
             Same layout as in ``fit``. Batches (``ActivationExtractor``'s
             ``batches``, or what it returns with ``streaming=True``) give
             batches back.
 
         Returns
         -------
-        X_out : ndarray of shape (n_samples, n_selected + n_classes), or batches
+        X_out : ndarray of shape (n_samples, n_selected + n_outputs), or batches
             Selected activations, then the probabilities unchanged; for
             batches, the same columns of each batch, read when iterated.
         """
@@ -354,7 +372,7 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        support : ndarray of shape (n_features_in_,), dtype=bool, or of int
+        support : ndarray of shape (``n_features_in_``,), dtype=bool, or of int
             True for each kept column; with ``indices``, their indices.
         """
         check_is_fitted(self)
@@ -397,7 +415,7 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_neurons + n_classes)
+        X : array-like of shape (n_samples, n_neurons + n_outputs)
             Same layout as in ``fit``.
 
         Returns
@@ -416,7 +434,7 @@ class ActivationEntropy(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_neurons + n_classes)
+        X : array-like of shape (n_samples, n_neurons + n_outputs)
             For instance a test set, scored against the training set's bins.
 
         Returns

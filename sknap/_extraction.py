@@ -204,6 +204,9 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
         Number of activation columns.
     n_outputs_ : int
         Number of classes the backbone scores (probability columns).
+    layout_ : ColumnLayout
+        The columns: blocks, widths, class labels, the probability block. The
+        later steps' ``fit(X, y, layout=extractor.layout_)`` reads it.
     input_shape_ : tuple
         Shape of one sample.
     n_features_in_ : int
@@ -570,7 +573,7 @@ class ActivationExtractor(TransformerMixin, BaseEstimator):
     @property
     def n_outputs_(self):
         """Number of classes the backbone scores (probability columns)."""
-        return self.layout_.n_classes
+        return self.layout_.n_outputs
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -13,9 +13,10 @@ Everything sknap computes from activations is counting, in two passes
   slice of those.
 
 On the CPU both run as plain numba loops over numpy arrays (the tensors'
-``.numpy()`` views), row by row over contiguous columns so that the compiler
-vectorises them; on other devices, or with ``SKNAP_DISABLE_NUMBA=1``, as
-torch operations on chunks of rows, which the tests compare with.
+``.numpy()`` views), class by class, a few rows of a class at a time, over
+contiguous columns so that the compiler vectorises them; on other devices,
+or with ``SKNAP_DISABLE_NUMBA=1``, as torch operations on chunks of rows,
+which the tests compare with.
 
 Exactness without copies: for a float32 value ``v`` and a float64 edge ``e``,
 ``v > e`` holds exactly when ``v > floor32(e)``, where ``floor32(e)`` is the
@@ -168,6 +169,12 @@ def states_from_above(above, samples, binning="right"):
 
 if numba is not None:
 
+    @numba.njit(inline="always")
+    def _seen(s, v):
+        """The larger of ``s`` and ``v``, and NaN once either was NaN, so that
+        the check of the second pass sees it."""
+        return v if (s == s and not v <= s) else s
+
     @numba.njit(cache=True, nogil=True)
     def _first_pass_kernel(A, order, starts, offset, class_max, active):
         n = A.shape[1]
@@ -218,16 +225,15 @@ if numba is not None:
                     A[order[i + 7]],
                 )
                 for j in range(n):
-                    # NaN is kept (not v <= m), so the check of the pass sees it.
                     s = seen[j]
-                    s = r0[j] if not r0[j] <= s else s
-                    s = r1[j] if not r1[j] <= s else s
-                    s = r2[j] if not r2[j] <= s else s
-                    s = r3[j] if not r3[j] <= s else s
-                    s = r4[j] if not r4[j] <= s else s
-                    s = r5[j] if not r5[j] <= s else s
-                    s = r6[j] if not r6[j] <= s else s
-                    seen[j] = r7[j] if not r7[j] <= s else s
+                    s = _seen(s, r0[j])
+                    s = _seen(s, r1[j])
+                    s = _seen(s, r2[j])
+                    s = _seen(s, r3[j])
+                    s = _seen(s, r4[j])
+                    s = _seen(s, r5[j])
+                    s = _seen(s, r6[j])
+                    seen[j] = _seen(s, r7[j])
                 for k in range(T.shape[0]):
                     t = T[k, offset : offset + n]
                     out = above[c, k, offset : offset + n]
@@ -241,7 +247,7 @@ if numba is not None:
             for rest in range(i, end):
                 row = A[order[rest]]
                 for j in range(n):
-                    seen[j] = row[j] if not row[j] <= seen[j] else seen[j]
+                    seen[j] = _seen(seen[j], row[j])
                 for k in range(T.shape[0]):
                     t = T[k, offset : offset + n]
                     out = above[c, k, offset : offset + n]
@@ -251,14 +257,8 @@ if numba is not None:
 
 def group_rows(rows, n_classes):
     """``(order, starts)``: the rows sorted by class (stably), and where each
-    class begins, ``starts[c] .. starts[c + 1]``; raises for an index outside
-    ``[0, n_classes)`` (the kernels do not check bounds)."""
-    rows = np.asarray(rows)
-    if len(rows) and (rows.min() < 0 or rows.max() >= n_classes):
-        raise IndexError(
-            f"A class index is outside [0, {n_classes}): the rows' classes do "
-            "not belong to these statistics."
-        )
+    class begins, ``starts[c] .. starts[c + 1]``. The indices must be in
+    ``[0, n_classes)``, as :func:`_check_state` makes sure."""
     order = np.argsort(rows, kind="stable")
     starts = np.zeros(n_classes + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n_classes), out=starts[1:])
@@ -279,19 +279,22 @@ def _numpy_chunks(A):
         yield A[start : start + step].to(wd).contiguous().numpy(), start
 
 
-def _torch_chunks(A, step=None):
-    """``(chunk, start)`` of rows of ``A`` in its working dtype."""
+def _torch_chunks(A):
+    """``(chunk, start)`` of rows of ``A`` in its working dtype: at most
+    ``_CHUNK_ELEMENTS`` (2**20) rows, so that 0/1 sums over a chunk are exact
+    in float32 (below 2**24)."""
+    A = A.detach()
     rows, n = A.shape
     wd = working_dtype(A.dtype)
-    step = step or max(1, _CHUNK_ELEMENTS // max(n, 1))
+    step = max(1, _CHUNK_ELEMENTS // max(n, 1))
     for start in range(0, rows, step):
         yield A[start : start + step].to(wd), start
 
 
 def _check_state(A, rows, state, offset, *others):
-    """Raise unless the batch fits the state: the kernels write without
-    bounds checks, so every shape is checked here (the class indices in the
-    kernels). ``others`` are (name, tensor, shape it must have)."""
+    """Raise unless the batch fits the state: the numba kernels write without
+    bounds checks, so every shape and class index is checked here, before any
+    count. ``others`` are (name, tensor, shape it must have)."""
     n = A.shape[1]
     if rows.shape != (A.shape[0],):
         raise ValueError(
@@ -310,6 +313,12 @@ def _check_state(A, rows, state, offset, *others):
                 f"The counting state '{name}' has shape {tuple(tensor.shape)}, "
                 f"not {tuple(shape)}: it does not belong to these statistics."
             )
+    n_classes = state.shape[0]
+    if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= n_classes):
+        raise IndexError(
+            f"A class index is outside [0, {n_classes}): the rows' classes do "
+            "not belong to these statistics."
+        )
 
 
 def _numba_ready(*tensors):
@@ -363,7 +372,8 @@ def first_pass(A, rows, class_max, active, offset=0):
         m = torch.zeros((n_classes, n), dtype=chunk.dtype, device=chunk.device)
         m.scatter_reduce_(0, r[:, None].expand(-1, n), chunk, reduce="amax")
         class_max[:, cols] = torch.maximum(class_max[:, cols], m.to(torch.float64))
-        mask = torch.gt(chunk, 0, out=torch.empty(chunk.shape, device=A.device))
+        mask = torch.empty(chunk.shape, dtype=torch.float32, device=A.device)
+        torch.gt(chunk, 0, out=mask)
         active[:, cols] += _sum_by_class(mask, r, n_classes)
     return finite
 
@@ -371,7 +381,9 @@ def first_pass(A, rows, class_max, active, offset=0):
 def _sum_by_class(mask, r, n_classes):
     """Per-class sums of a 0/1 float32 (rows, n) mask, as int64: exact, since a
     chunk has fewer than 2**24 rows."""
-    out = torch.zeros((n_classes, mask.shape[1]), device=mask.device)
+    out = torch.zeros(
+        (n_classes, mask.shape[1]), dtype=torch.float32, device=mask.device
+    )
     return out.index_add_(0, r, mask).to(torch.int64)
 
 
@@ -424,7 +436,7 @@ def count_above(A, rows, T, above, seen_max, offset=0):
         seen_max[:, cols] = torch.maximum(seen_max[:, cols], m.to(torch.float64))
         # One comparison and one grouped sum per threshold: no (rows, K, n)
         # temporary, no per-value scatter.
-        mask = torch.empty(chunk.shape, device=A.device)
+        mask = torch.empty(chunk.shape, dtype=torch.float32, device=A.device)
         for k in range(len(t)):
             torch.gt(chunk, t[k], out=mask)
             above[:, k, cols] += _sum_by_class(mask, r, n_classes)

@@ -4,17 +4,20 @@
 
     [activations of block 1 | ... | activations of block L | class probabilities]
 
-The last ``n_classes`` columns are the backbone's softmax output, named
+The last ``n_outputs`` columns are the backbone's softmax output, named
 ``proba_<class>``; every other column is one neuron, named
-``<block>__<unit>``. Downstream steps find the probability block by, in order:
-their ``n_classes`` parameter when it is an int, the input's feature names
-(``proba_`` prefix) when it came as a DataFrame, or the number of classes in
-``y``. In that last case, a block that does not sum to 1 while another number
-of trailing columns does is an error (:func:`check_probability_block`).
+``<block>__<unit>``. The fitted extractor's :class:`ColumnLayout` says so.
+Downstream steps find the probability block by, in order: the layout given to
+their ``fit`` (``make_nap_pipeline`` passes the extractor's), their
+``n_outputs`` parameter when it is an int, the layout of an extractor's
+batches, the input's feature names (``proba_`` prefix) when it came as a
+DataFrame, or the number of classes in ``y``. In that last case, a block that
+does not sum to 1 while another number of trailing columns does is an error
+(:func:`check_probability_block`).
 """
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral
 
 import numpy as np
@@ -26,11 +29,11 @@ PROBA_PREFIX = "proba_"
 UNIT_SEPARATOR = "__"
 
 
-def fixed_n_classes(estimator):
-    """``estimator.n_classes`` when it is an int, else None."""
-    n_classes = estimator.n_classes
-    if isinstance(n_classes, Integral) and not isinstance(n_classes, bool):
-        return int(n_classes)
+def fixed_n_outputs(estimator):
+    """``estimator.n_outputs`` when it is an int, else None."""
+    n_outputs = estimator.n_outputs
+    if isinstance(n_outputs, Integral) and not isinstance(n_outputs, bool):
+        return int(n_outputs)
     return None
 
 
@@ -67,16 +70,56 @@ def trailing_proba_columns(names):
     return count
 
 
-def resolve_n_classes(estimator, n_features, y=None):
+def given_layout(estimator, layout):
+    """The ``layout`` given to ``estimator.fit``: a :class:`ColumnLayout`, what
+    a callable of no argument returns (read now), or None."""
+    if callable(layout):
+        layout = layout()
+    if layout is None or isinstance(layout, ColumnLayout):
+        return layout
+    raise TypeError(
+        f"{type(estimator).__name__}.fit got layout of type "
+        f"{type(layout).__name__}; expected a fitted ActivationExtractor's "
+        "layout_, a function of no argument that returns it, or None."
+    )
+
+
+def _from_layout(estimator, n_features, layout):
+    """``layout.n_outputs``, once it agrees with ``n_outputs`` and X's width."""
+    name = type(estimator).__name__
+    n_outputs = fixed_n_outputs(estimator)
+    if n_outputs is not None and n_outputs != layout.n_outputs:
+        raise ValueError(
+            f"{name} has n_outputs={n_outputs}, but the layout given to fit (the "
+            f"ActivationExtractor's) has {layout.n_outputs} probability columns. "
+            f"Set n_outputs='auto' to take the layout's number, or "
+            f"n_outputs={layout.n_outputs}."
+        )
+    width = layout.n_neurons + layout.n_outputs
+    if width != n_features:
+        raise ValueError(
+            f"The layout given to {name}.fit has {width} columns "
+            f"({layout.n_neurons} activations, {layout.n_outputs} probabilities), "
+            f"but X has {n_features}. Give the layout of the ActivationExtractor "
+            "that wrote X, or layout=None."
+        )
+    return layout.n_outputs
+
+
+def resolve_n_outputs(estimator, n_features, y=None, layout=None):
     """Number of trailing probability columns in the input of ``estimator``.
 
+    The ``layout`` given to fit decides when there is one; else an int
+    ``n_outputs``, the ``proba_`` names, or the number of classes in ``y``.
     Called from ``fit`` after ``validate_data`` so that ``feature_names_in_``
     is set when the input carried names.
     """
+    if layout is not None:
+        return _from_layout(estimator, n_features, layout)
     name = type(estimator).__name__
-    n_proba = fixed_n_classes(estimator)
+    n_proba = fixed_n_outputs(estimator)
     named = _named_proba(estimator)
-    if named:  # misplaced proba_ columns are an error, whatever n_classes says
+    if named:  # misplaced proba_ columns are an error, whatever n_outputs says
         trailing = trailing_proba_columns(estimator.feature_names_in_)
     if n_proba is None and named:
         n_proba = trailing
@@ -87,8 +130,9 @@ def resolve_n_classes(estimator, n_features, y=None):
             f"{name}.fit got no y, the class labels. In a pipeline "
             "(make_nap_pipeline), pass them: pipe.fit(X, y). " + LABELS_RULE + " "
             f"Alone, {name} cannot tell how many of the last columns of X are "
-            "class probabilities without y: set n_classes to the number of "
-            "backbone outputs (0 when X holds activations only), or call "
+            "class probabilities without y: set n_outputs to the number of "
+            "backbone outputs (0 when X holds activations only), pass "
+            "fit(X, layout=extractor.layout_), or call "
             "set_output(transform='pandas') on the ActivationExtractor."
         )
     if n_proba >= n_features and not (n_proba == 0 and n_features == 0):
@@ -96,15 +140,16 @@ def resolve_n_classes(estimator, n_features, y=None):
             f"{name} takes the last {n_proba} columns of X as class probabilities, "
             f"but X has only {n_features} columns, which leaves no activation. "
             "X should be laid out as ActivationExtractor writes it: activations, "
-            "then one probability column per class. Set n_classes to the number "
-            "of backbone outputs."
+            "then one probability column per backbone output. Set n_outputs to "
+            "the number of backbone outputs."
         )
     return n_proba
 
 
-def _n_classes_from_y(estimator):
-    """Whether ``resolve_n_classes`` took the number of classes in y."""
-    return fixed_n_classes(estimator) is None and not _named_proba(estimator)
+def _n_outputs_from_y(estimator):
+    """Whether ``resolve_n_outputs`` took the number of classes in y (given
+    no layout)."""
+    return fixed_n_outputs(estimator) is None and not _named_proba(estimator)
 
 
 def _softmax_width(X, atol):
@@ -119,13 +164,13 @@ def _softmax_width(X, atol):
 
 
 def check_probability_block(estimator, proba, atol=1e-3, *, X=None):
-    """Warn when ``proba`` (n_samples, n_classes) does not look like softmax.
+    """Warn when ``proba`` (n_samples, n_outputs) does not look like softmax.
 
-    When ``X``, the whole input, is given, the block's width came from the
-    number of classes in y (``n_classes="auto"`` without ``proba_`` names) and
-    another number of trailing columns does sum to 1, the backbone has another
-    number of outputs than y has classes: that is an error, which names the
-    width that fits.
+    When ``X``, the whole input, is given (fit had no layout), the block's
+    width came from the number of classes in y (``n_outputs="auto"`` without
+    ``proba_`` names) and another number of trailing columns does sum to 1,
+    the backbone has another number of outputs than y has classes: that is an
+    error, which names the width that fits.
     """
     if proba.shape[1] == 0 or proba.shape[0] == 0:
         return
@@ -133,7 +178,7 @@ def check_probability_block(estimator, proba, atol=1e-3, *, X=None):
     if np.all(np.abs(sums - 1.0) <= atol) and proba.min() >= -atol:
         return
     width = None
-    if X is not None and _n_classes_from_y(estimator):
+    if X is not None and _n_outputs_from_y(estimator):
         width = _softmax_width(X, atol)
     if width is not None:
         k = proba.shape[1]
@@ -144,22 +189,23 @@ def check_probability_block(estimator, proba, atol=1e-3, *, X=None):
             else ""
         )
         raise ValueError(
-            f"{type(estimator).__name__} has n_classes='auto' and no '"
+            f"{type(estimator).__name__} has n_outputs='auto' and no '"
             f"{PROBA_PREFIX}' column names, so it took the number of classes in "
             f"y ({k}) as the number of probability columns; but the last {k} "
             f"columns of X have rows summing to values in [{sums.min():.4g}, "
             f"{sums.max():.4g}] instead of 1, while the last {width} do: the "
             f"backbone has {width} outputs, not one per class of y. {single}Set "
-            f"n_classes={width} (in a make_nap_pipeline pipeline: "
-            f"pipe.set_params(entropy__n_classes={width}, "
-            f"probabilities__n_classes={width})); integer labels in "
+            f"n_outputs={width} (in a pipeline: "
+            f"pipe.set_params(entropy__n_outputs={width}, "
+            f"probabilities__n_outputs={width})), or pass the extractor's "
+            "layout: fit(X, y, layout=extractor.layout_); integer labels in "
             f"0..{width - 1} then name the backbone's outputs."
         )
     warnings.warn(
         f"{type(estimator).__name__} takes the last {proba.shape[1]} columns of X "
         "as the backbone's class probabilities, but their rows sum to values in "
         f"[{sums.min():.4g}, {sums.max():.4g}] instead of 1. Check that X comes "
-        "from ActivationExtractor and that n_classes equals the number of "
+        "from ActivationExtractor and that n_outputs equals the number of "
         "backbone outputs.",
         LayoutWarning,
         stacklevel=3,
@@ -195,8 +241,8 @@ class ColumnLayout:
         return sum(self.widths)
 
     @property
-    def n_classes(self):
-        """Number of probability columns."""
+    def n_outputs(self):
+        """Number of probability columns, one per output of the backbone."""
         return len(self.classes)
 
     @property
@@ -206,5 +252,20 @@ class ColumnLayout:
         for block, width in zip(self.blocks, self.widths, strict=True):
             out[block] = slice(start, start + width)
             start += width
-        out["proba"] = slice(start, start + self.n_classes)
+        out["proba"] = slice(start, start + self.n_outputs)
         return out
+
+    def select_neurons(self, neurons):
+        """This layout with only the activation columns ``neurons`` (indices,
+        ascending) and the probability block, as
+        :meth:`ActivationEntropy.transform` keeps them; every block keeps its
+        name and shape, with the width it has left."""
+        neurons = np.asarray(neurons, dtype=np.intp)
+        block = np.searchsorted(np.cumsum(self.widths), neurons, side="right")
+        widths = np.bincount(block, minlength=len(self.widths))
+        names = [self.feature_names[i] for i in neurons]
+        return replace(
+            self,
+            widths=tuple(int(w) for w in widths),
+            feature_names=(*names, *self.feature_names[self.n_neurons :]),
+        )

@@ -265,7 +265,7 @@ def iter_rows(extractor, X, y=None, *, hold=False, ordered=False):
     layout = extractor.layout_
     slices = [*(layout.slices[b] for b in layout.blocks), layout.slices["proba"]]
     names = [*layout.blocks, None]
-    n_columns = layout.n_neurons + layout.n_classes
+    n_columns = layout.n_neurons + layout.n_outputs
     with contextlib.ExitStack() as held:
         if hold:
             hooks = held.enter_context(run.hooked())

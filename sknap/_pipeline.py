@@ -1,6 +1,8 @@
 """The whole method as one scikit-learn Pipeline."""
 
+import sklearn
 from sklearn.pipeline import Pipeline
+from sklearn.utils.metaestimators import available_if
 
 from ._auxiliary import AuxiliaryClassifier
 from ._entropy import ActivationEntropy
@@ -12,14 +14,54 @@ __all__ = ["make_nap_pipeline"]
 _R_KEY, _FEATURES_KEY = "entropy__n_bins", "probabilities__n_bins"
 
 
-class _NapPipeline(Pipeline):
-    """A Pipeline whose ``set_params(entropy__n_bins=R)`` also sets the bin
-    count of a binned probability step (``probabilities__n_bins``).
+def _same(layout):
+    return layout
 
-    Only ``set_params`` differs from :class:`~sklearn.pipeline.Pipeline`, and
-    ``clone`` and ``GridSearchCV`` go through it, so every step stays a plain
-    estimator. ``probabilities__n_bins`` given in the same call wins; a step
-    whose ``n_bins`` is None (the paper's features) is left as it is.
+
+class _FittedLayout:
+    """``layout=`` for the fit of step ``index`` of ``pipeline``. Called at
+    that fit, it reads the layout of the pipeline's first step, the fitted
+    extractor, with the neurons kept by the ActivationEntropy steps before
+    ``index``."""
+
+    def __init__(self, pipeline, index):
+        self.pipeline = pipeline
+        self.index = index
+
+    def __call__(self):
+        steps = [step for _, step in self.pipeline.steps[: self.index]]
+        layout = steps[0].layout_
+        for step in steps[1:]:
+            if isinstance(step, ActivationEntropy):
+                layout = layout.select_neurons(step.selected_neurons_)
+        return layout
+
+    def __reduce__(self):
+        # Pipeline(memory=...) hashes the fit parameters with joblib: by the
+        # layout read, not by the whole pipeline.
+        return (_same, (self(),))
+
+
+def _pipeline_has(method):
+    """``available_if`` check: whether scikit-learn's Pipeline offers ``method``."""
+    return lambda self: hasattr(super(_NapPipeline, self), method)
+
+
+class _NapPipeline(Pipeline):
+    """A Pipeline that gives its steps the extractor's column layout, and
+    whose ``set_params(entropy__n_bins=R)`` also sets the bin count of a
+    binned probability step (``probabilities__n_bins``).
+
+    ``fit``, ``fit_transform`` and ``fit_predict`` pass each
+    ActivationEntropy and ActivationProbabilityFeatures step that follows an
+    ActivationExtractor first step (through ActivationEntropy steps only)
+    ``layout=``, read from the fitted extractor when the step is fitted:
+    ``<step>__layout``, unless given, and not with scikit-learn's metadata
+    routing enabled (the steps then resolve ``n_outputs="auto"`` as alone).
+    ``clone`` and ``GridSearchCV`` go through ``set_params``, so every step
+    stays a plain estimator. ``probabilities__n_bins`` given in the same call
+    wins; a step whose ``n_bins`` is None (the paper's features) is left as
+    it is.
     """
 
     def set_params(self, **params):
@@ -28,6 +70,34 @@ class _NapPipeline(Pipeline):
             if getattr(step, "n_bins", None) is not None:
                 params[_FEATURES_KEY] = params[_R_KEY]
         return super().set_params(**params)
+
+    def _with_layout(self, params):
+        """``params`` and the ``<step>__layout`` keys described above."""
+        if sklearn.get_config()["enable_metadata_routing"]:
+            return params
+        if not self.steps or not isinstance(self.steps[0][1], ActivationExtractor):
+            return params
+        params = dict(params)
+        for index, (name, step) in enumerate(self.steps[1:], start=1):
+            if step is None or step == "passthrough":
+                continue
+            if not isinstance(step, ActivationEntropy | ActivationProbabilityFeatures):
+                break  # the columns are another step's from here
+            params.setdefault(f"{name}__layout", _FittedLayout(self, index))
+            if not isinstance(step, ActivationEntropy):
+                break  # features, not the layout, from here
+        return params
+
+    def fit(self, X, y=None, **params):
+        return super().fit(X, y, **self._with_layout(params))
+
+    @available_if(_pipeline_has("fit_transform"))
+    def fit_transform(self, X, y=None, **params):
+        return super().fit_transform(X, y, **self._with_layout(params))
+
+    @available_if(_pipeline_has("fit_predict"))
+    def fit_predict(self, X, y=None, **params):
+        return super().fit_predict(X, y, **self._with_layout(params))
 
 
 def make_nap_pipeline(
@@ -41,7 +111,7 @@ def make_nap_pipeline(
     form="sum",
     alpha=0.0,
     cv=None,
-    n_classes="auto",
+    n_outputs="auto",
     final_estimator=None,
     hidden_layer_sizes=None,
     max_iter=20,
@@ -107,11 +177,14 @@ def make_nap_pipeline(
     cv : int, cross-validation generator or None, default=None
         Cross-fitting of the activation probabilities (None: in-sample, as in
         the paper).
-    n_classes : "auto" or int, default="auto"
-        Number of backbone outputs, given to the entropy and probability
-        steps. ``"auto"`` takes the number of classes in ``y``; set it when
-        the backbone has more outputs than the training labels have classes
-        (a fold missing a class, or a backbone trained on more classes).
+    n_outputs : "auto" or int, default="auto"
+        Number of the backbone's outputs: the last ``n_outputs`` columns of
+        the extractor's rows are its class probabilities. Given to the
+        entropy and probability steps, which ``fit`` also gives the fitted
+        extractor's layout: ``"auto"`` reads the number there, so training
+        labels that lack some of the backbone's classes (a fold missing a
+        class, a backbone trained on more classes) need no setting; an int
+        must equal it.
     final_estimator : classifier or None, default=None
         The last step, ``"auxiliary"``: any scikit-learn classifier, used as
         given (not copied), for instance ``LogisticRegression()``. None is an
@@ -189,7 +262,7 @@ def make_nap_pipeline(
                 ActivationEntropy(
                     n_bins=n_bins,
                     n_neurons=n_neurons,
-                    n_classes=n_classes,
+                    n_outputs=n_outputs,
                     per_class=False,
                 ),
             ),
@@ -198,7 +271,7 @@ def make_nap_pipeline(
                 ActivationProbabilityFeatures(
                     alpha=alpha,
                     cv=cv,
-                    n_classes=n_classes,
+                    n_outputs=n_outputs,
                     n_bins=n_bins if binned else None,
                     form=form,
                 ),

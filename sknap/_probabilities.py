@@ -13,7 +13,12 @@ from . import _binned, _engine, _kernels, _stream_fit, streaming
 from ._counting import CountingPass
 from ._engine import as_tensor
 from ._engine_sources import iter_batches
-from ._layout import PROBA_PREFIX, check_probability_block, resolve_n_classes
+from ._layout import (
+    PROBA_PREFIX,
+    check_probability_block,
+    given_layout,
+    resolve_n_outputs,
+)
 
 __all__ = ["ActivationProbabilityFeatures", "activation_probability", "proposed_proba"]
 
@@ -120,7 +125,7 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
     never seen for a class otherwise rules the class out.
 
     Input follows the layout of :class:`ActivationExtractor`: activations, then
-    the last ``n_classes`` columns are the backbone's probabilities. Column
+    the last ``n_outputs`` columns are the backbone's probabilities. Column
     ``k`` of that block is taken to be class ``classes_[k]``.
 
     Parameters
@@ -136,11 +141,14 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         without it, as StackingClassifier does; ``P`` itself is then refitted
         on all samples for later ``transform`` calls. An int is a number of
         stratified folds.
-    n_classes : "auto" or int, default="auto"
-        Number of trailing probability columns: from feature names with the
-        ``proba_`` prefix, else the number of classes in ``y``. ``0`` means
-        that ``X`` holds activations only: ``Y_predicted`` is then uniform and
-        ``Y_proposed`` is the activation-pattern vote ``q`` alone, normalised.
+    n_outputs : "auto" or int, default="auto"
+        Number of the backbone's outputs: the last ``n_outputs`` columns of X
+        are its class probabilities. ``"auto"``: from the ``layout`` given to
+        :meth:`fit` (as :func:`make_nap_pipeline` and batches of an extractor
+        do), else from feature names with the ``proba_`` prefix, else the
+        number of classes in ``y``. ``0`` means that ``X`` holds activations
+        only: ``Y_predicted`` is then uniform and ``Y_proposed`` is the
+        activation-pattern vote ``q`` alone, normalised.
     n_bins : int or None, default=None
         ``None`` is the paper: a neuron is active or not. An int ``R >= 1``
         uses the ``R + 1`` binned states; ``fit`` then counts two passes
@@ -214,24 +222,24 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
     _parameter_constraints = {
         "alpha": [Interval(Real, 0, None, closed="left")],
         "cv": ["cv_object", HasMethods(["split"]), None],
-        "n_classes": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
+        "n_outputs": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
         "n_bins": [None, Interval(Integral, 1, None, closed="left")],
         "form": [StrOptions({"sum", "log"})],
     }
 
     def __init__(
-        self, *, alpha=0.0, cv=None, n_classes="auto", n_bins=None, form="sum"
+        self, *, alpha=0.0, cv=None, n_outputs="auto", n_bins=None, form="sum"
     ):
         self.alpha = alpha
         self.cv = cv
-        self.n_classes = n_classes
+        self.n_outputs = n_outputs
         self.n_bins = n_bins
         self.form = form
 
     def _split(self, X):
         A = X[:, : self.n_neurons_in_]
         if self.n_neurons_in_ == X.shape[1]:
-            # n_classes=0: no backbone output, so a uniform Y_predicted.
+            # n_outputs=0: no backbone output, so a uniform Y_predicted.
             k = len(self.classes_)
             return A, np.full((X.shape[0], k), 1.0 / k, dtype=X.dtype)
         return A, X[:, self.n_neurons_in_ :]
@@ -292,10 +300,11 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             # Labels are backbone output indices and some class is absent.
             return np.arange(n_proba), np.asarray(y, dtype=np.intp)
         raise ValueError(
-            f"y has {len(classes)} classes but X has {n_proba} probability columns. "
-            "Each backbone output must be a class: give y with every class, or "
-            "integer labels 0..n_classes-1 matching the backbone's outputs, and "
-            "set n_classes to the number of backbone outputs."
+            f"y has {len(classes)} classes but X has {n_proba} probability columns, "
+            "one per backbone output, and each class of y must be one of them: "
+            f"give y as the output indices 0..{n_proba - 1}, or with one class "
+            "per output. If X has another number of probability columns, set "
+            "n_outputs to it."
         )
 
     def _fit_model(self, X, y_idx, n_classes):
@@ -316,12 +325,12 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
         return P, stats.bin_edges_.cpu().numpy()
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, layout=None):
         """Learn the activation probabilities ``P``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_neurons + n_classes), iterable \
+        X : array-like of shape (n_samples, n_neurons + n_outputs), iterable \
                 of batches, or statistics
             Activations followed by the backbone's class probabilities. Data
             that does not fit in memory streams, in one pass, as an iterable
@@ -332,6 +341,14 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             ``n_bins``). ``P`` equals the in-memory fit's.
         y : array-like of shape (n_samples,)
             Class labels; None when the batches carry them.
+        layout : ColumnLayout, callable or None, default=None
+            The layout of X's columns: a fitted :class:`ActivationExtractor`'s
+            ``layout_`` (of the columns kept, after a selecting
+            :class:`ActivationEntropy`), or a function of no argument that
+            returns it (called here). It says how many of the last columns
+            are probabilities, instead of ``n_outputs="auto"``'s guess.
+            :func:`make_nap_pipeline` passes it. Without it, batches of an
+            extractor give theirs when ``n_outputs="auto"``.
 
         Returns
         -------
@@ -339,18 +356,22 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         if streaming.is_batch_source(X):
-            stats = _stream_fit.probability_statistics(self, X, y)
+            layout = _stream_fit.stream_layout(self, X, layout)
+            stats = _stream_fit.probability_statistics(self, X, y, layout)
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_  # of an earlier fit; batches have none
             self.n_features_in_ = stats.n_neurons_
-            n, _ = _stream_fit.activation_columns(self, stats)
+            n, _ = _stream_fit.activation_columns(self, stats, layout)
             return self._fit_statistics(stats, n)
+        layout = given_layout(self, layout)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         y = _engine.check_labels(y, X.shape[0])
-        n_proba = resolve_n_classes(self, X.shape[1], y)
+        n_proba = resolve_n_outputs(self, X.shape[1], y, layout)
         self.n_neurons_in_ = X.shape[1] - n_proba
         self._encode(y)  # the labels must match the probability block
-        check_probability_block(self, X[:, self.n_neurons_in_ :], X=X)
+        # Only a width guessed from y is checked against X as a whole.
+        block = X[:, self.n_neurons_in_ :]
+        check_probability_block(self, block, X=X if layout is None else None)
         stats = _stream_fit.statistics_of(X, y, self.n_bins)
         return self._fit_statistics(stats, self.n_neurons_in_)
 
@@ -386,24 +407,24 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             self.bin_edges_ = stats.bin_edges_[:n].cpu().numpy()
         return self
 
-    def fit_transform(self, X, y=None, **fit_params):
+    def fit_transform(self, X, y=None, *, layout=None):
         """Fit, then return the training features, cross-fitted when ``cv`` is set.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_neurons + n_classes)
+        X : array-like of shape (n_samples, n_neurons + n_outputs)
             Activations followed by the backbone's class probabilities.
         y : array-like of shape (n_samples,)
             Class labels.
-        **fit_params : dict
-            Unused, for API compatibility.
+        layout : ColumnLayout, callable or None, default=None
+            The layout of X's columns, as in :meth:`fit`.
 
         Returns
         -------
         features : ndarray of shape (n_samples, 2 * n_classes)
             ``[Y_proposed, Y_predicted]``.
         """
-        self.fit(X, y)
+        self.fit(X, y, layout=layout)
         if self.cv is None:
             return self.transform(X)
         if streaming.is_batch_source(X):
@@ -437,7 +458,7 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_neurons + n_classes)
+        X : array-like of shape (n_samples, n_neurons + n_outputs)
             Same layout as in ``fit``.
 
         Returns

@@ -16,7 +16,12 @@ import numpy as np
 from ._counting import CountingPass
 from ._engine_sources import ActivationBatches, two_passes
 from ._inputs import LABELS_RULE
-from ._layout import fixed_n_classes, resolve_n_classes, trailing_proba_columns
+from ._layout import (
+    fixed_n_outputs,
+    given_layout,
+    resolve_n_outputs,
+    trailing_proba_columns,
+)
 from .exceptions import EmptyClassWarning
 from .streaming import HistogramStatistics, NeuronStatistics
 
@@ -26,6 +31,7 @@ __all__ = [
     "probability_from_counts",
     "probability_statistics",
     "statistics_of",
+    "stream_layout",
     "streamed_statistics",
     "warn_empty_classes",
 ]
@@ -41,20 +47,32 @@ def statistics_of(X, y=None, n_bins=None, binning="right", per_class=True):
     return second.update(X, y)
 
 
-def activation_columns(estimator, stats):
+def stream_layout(estimator, X, layout):
+    """The layout given to ``estimator.fit`` (see ``given_layout``); without
+    one, for the batches of an ActivationExtractor and ``n_outputs="auto"``,
+    the extractor's (an int ``n_outputs`` wins over it, as over names)."""
+    layout = given_layout(estimator, layout)
+    auto = fixed_n_outputs(estimator) is None
+    if layout is None and auto and isinstance(X, ActivationBatches):
+        return X.extractor.layout_
+    return layout
+
+
+def activation_columns(estimator, stats, layout=None):
     """(n_neurons, n_proba): activation and probability columns of ``stats``.
 
-    From the statistics' column names, else from ``estimator.n_classes`` or
-    the classes. The estimator must have forgotten the column names of an
-    earlier in-memory fit (``feature_names_in_``), which would decide here.
+    From ``layout`` when given; else from the statistics' column names, else
+    from ``estimator.n_outputs`` or the classes. The estimator must have
+    forgotten the column names of an earlier in-memory fit
+    (``feature_names_in_``), which would decide here.
     """
     n_columns = stats.n_neurons_
     names = stats.feature_names
-    if fixed_n_classes(estimator) is None and names is not None:
+    if layout is None and fixed_n_outputs(estimator) is None and names is not None:
         trailing = trailing_proba_columns(names)
         if trailing:
             return n_columns - trailing, trailing
-    n_proba = resolve_n_classes(estimator, n_columns, stats.classes_)
+    n_proba = resolve_n_outputs(estimator, n_columns, stats.classes_, layout)
     return n_columns - n_proba, n_proba
 
 
@@ -67,10 +85,12 @@ def _carried(X, y):
     return carried is y or np.array_equal(np.asarray(carried), np.asarray(y))
 
 
-def streamed_statistics(estimator, X, y, n_bins=None, binning="right", per_class=True):
+def streamed_statistics(
+    estimator, X, y, n_bins=None, binning="right", per_class=True, layout=None
+):
     """Statistics of a streamed ``X`` for ``estimator.fit``: ``X`` itself
     when it is statistics, else those of its batches (two passes with
-    ``n_bins``, one without)."""
+    ``n_bins``, one without). ``layout`` is ``stream_layout``'s."""
     if y is not None and not _carried(X, y):
         raise ValueError(
             f"{type(estimator).__name__}.fit got an iterable of batches and y; the "
@@ -80,8 +100,8 @@ def streamed_statistics(estimator, X, y, n_bins=None, binning="right", per_class
     # The fits read the activation columns only: an extractor's probability
     # columns (its softmax, a few percent of a small network's forward pass)
     # need not be computed when they are laid out as such.
-    fixed = fixed_n_classes(estimator)
-    probabilities = not isinstance(X, ActivationBatches) or fixed not in (
+    n_proba = fixed_n_outputs(estimator) if layout is None else layout.n_outputs
+    probabilities = not isinstance(X, ActivationBatches) or n_proba not in (
         None,
         X.extractor.n_outputs_,
     )
@@ -99,11 +119,17 @@ def streamed_statistics(estimator, X, y, n_bins=None, binning="right", per_class
     return stats
 
 
-def entropy_statistics(estimator, X, y=None):
+def entropy_statistics(estimator, X, y=None, layout=None):
     """Second-pass statistics of a streamed ``X`` for
     :class:`~sknap.ActivationEntropy` ``estimator``, with its bins."""
     stats = streamed_statistics(
-        estimator, X, y, estimator.n_bins, estimator.binning, estimator.per_class
+        estimator,
+        X,
+        y,
+        estimator.n_bins,
+        estimator.binning,
+        estimator.per_class,
+        layout,
     )
     if not isinstance(stats, HistogramStatistics):
         raise ValueError(
@@ -121,11 +147,11 @@ def entropy_statistics(estimator, X, y=None):
     return stats
 
 
-def probability_statistics(estimator, X, y=None):
+def probability_statistics(estimator, X, y=None, layout=None):
     """Labelled statistics of a streamed ``X`` for
     :class:`~sknap.ActivationProbabilityFeatures` ``estimator``: one pass,
     two for binned states."""
-    stats = streamed_statistics(estimator, X, y, estimator.n_bins)
+    stats = streamed_statistics(estimator, X, y, estimator.n_bins, layout=layout)
     if stats.classes_ is None:
         raise ValueError(
             "ActivationProbabilityFeatures needs class labels: yield "

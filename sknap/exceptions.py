@@ -51,7 +51,7 @@ class DeadNeuronWarning(UserWarning):
     >>> A = np.array([[0.0, 1.0], [0.0, 2.0]])     # neuron 0 is never active
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
-    ...     entropy = ActivationEntropy(n_classes=0).fit(A)
+    ...     entropy = ActivationEntropy(n_outputs=0).fit(A)
     >>> caught[0].category is DeadNeuronWarning, entropy.dead_neurons_.tolist()
     (True, [True, False])
     """
@@ -60,7 +60,7 @@ class DeadNeuronWarning(UserWarning):
 class LayoutWarning(UserWarning):
     """The columns taken as class probabilities do not look like probabilities.
 
-    Raised when the last ``n_classes`` columns of the input have rows that do
+    Raised when the last ``n_outputs`` columns of the input have rows that do
     not sum to 1, which means the column layout is not the one that
     :class:`~sknap.ActivationExtractor` writes.
 
@@ -72,7 +72,7 @@ class LayoutWarning(UserWarning):
     >>> Z = np.array([[1.0, 0.5, 0.2], [2.0, 0.1, 0.3]])   # last 2 do not sum to 1
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
-    ...     _ = ActivationEntropy(n_classes=2).fit(Z)
+    ...     _ = ActivationEntropy(n_outputs=2).fit(Z)
     >>> caught[0].category is LayoutWarning
     True
     """
@@ -92,7 +92,7 @@ class EmptyClassWarning(UserWarning):
     >>> Z = np.array([[1.0, 0.2, 0.7, 0.1], [2.0, 0.6, 0.3, 0.1]])   # 3 classes
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
-    ...     _ = ActivationProbabilityFeatures(n_classes=3).fit(Z, [0, 1])
+    ...     _ = ActivationProbabilityFeatures(n_outputs=3).fit(Z, [0, 1])
     >>> print(caught[0].message)
     Classes [2] have no training sample, ...
     """

@@ -233,17 +233,15 @@ class ActivationMonitor:
             device=self.device if self.device is not None else module_device(model),
         )
         Z = extractor.fit_transform(self.X)
-        n_classes = extractor.n_outputs_
-        est = ActivationEntropy(
-            n_bins=self.n_bins, n_classes=n_classes, per_class=False
-        )
+        n_outputs = extractor.n_outputs_
+        est = ActivationEntropy(n_bins=self.n_bins, per_class=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeadNeuronWarning)
-            est.fit(Z)
+            est.fit(Z, layout=extractor.layout_)
         record = {
             "epoch": self.epoch,
             "step": self.n_steps,
-            "train_acc": backbone_accuracy(Z, self.y, n_classes),
+            "train_acc": backbone_accuracy(Z, self.y, n_outputs),
             "entropy": float(est.entropy_),
             "normalized_entropy": float(est.normalized_entropy_),
             "n_dead": int(est.n_dead_neurons_),
@@ -251,7 +249,7 @@ class ActivationMonitor:
         }
         if self.X_test is not None:
             Z_test = extractor.transform(self.X_test)
-            record["test_acc"] = backbone_accuracy(Z_test, self.y_test, n_classes)
+            record["test_acc"] = backbone_accuracy(Z_test, self.y_test, n_outputs)
         record.update(extra)
         self.history.append(record)
         self._write(record)

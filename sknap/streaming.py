@@ -109,11 +109,11 @@ class NeuronStatistics(CountingPass):
     ...           + first.begin_histograms(5).update_from(shard2))
     >>> type(second).__name__
     'HistogramStatistics'
-    >>> entropy = ActivationEntropy(n_bins=5, n_classes=0).fit(second)
-    >>> in_memory = ActivationEntropy(n_bins=5, n_classes=0).fit(A)
+    >>> entropy = ActivationEntropy(n_bins=5, n_outputs=0).fit(second)
+    >>> in_memory = ActivationEntropy(n_bins=5, n_outputs=0).fit(A)
     >>> bool(np.allclose(entropy.neuron_entropy_, in_memory.neuron_entropy_))
     True
-    >>> proba = ActivationProbabilityFeatures(n_classes=0).fit(first)
+    >>> proba = ActivationProbabilityFeatures(n_outputs=0).fit(first)
     >>> proba.activation_probability_.shape          # classes x neurons
     (2, 3)
     """

@@ -144,7 +144,7 @@ def test_streamed_and_merged_fits_equal_the_in_memory_fit(rng, form):
     A = np.maximum(rng.normal(size=(90, 5)), 0)
     y = rng.integers(0, 3, size=90)
     Z = np.hstack([A, rng.dirichlet(np.ones(3), size=90)])
-    params = dict(n_bins=4, form=form, alpha=0.5, n_classes=3)
+    params = dict(n_bins=4, form=form, alpha=0.5, n_outputs=3)
     in_memory = ActivationProbabilityFeatures(**params).fit(Z, y)
     batches = [(Z[:40], y[:40]), (Z[40:], y[40:])]
     streamed = ActivationProbabilityFeatures(**params).fit(batches)
@@ -167,12 +167,12 @@ def test_statistics_of_another_kind_are_refused(rng):
     y = np.arange(30) % 2
     first = NeuronStatistics().update(A, y)
     with pytest.raises(ValueError, match=r"n_bins=3\) needs second-pass.*"):
-        ActivationProbabilityFeatures(n_bins=3, n_classes=0).fit(first)
+        ActivationProbabilityFeatures(n_bins=3, n_outputs=0).fit(first)
     second = compute_statistics([(A, y)], n_bins=5)
     with pytest.raises(ValueError, match="counted with n_bins=5.*has n_bins=3"):
-        ActivationProbabilityFeatures(n_bins=3, n_classes=0).fit(second)
+        ActivationProbabilityFeatures(n_bins=3, n_outputs=0).fit(second)
     # The paper's features fit from either pass.
-    ActivationProbabilityFeatures(n_classes=0).fit(second)
+    ActivationProbabilityFeatures(n_outputs=0).fit(second)
 
 
 @pytest.mark.parametrize(

@@ -82,11 +82,11 @@ def test_fit_leaves_the_global_generators_alone(mlp, data):
 def test_steps_without_randomness_are_deterministic(rng):
     A = np.maximum(rng.normal(size=(50, 7)), 0)
     y = np.arange(50) % 2
-    first = ActivationEntropy(n_classes=0).fit(A, y)
-    second = ActivationEntropy(n_classes=0).fit(A, y)
+    first = ActivationEntropy(n_outputs=0).fit(A, y)
+    second = ActivationEntropy(n_outputs=0).fit(A, y)
     assert_array_equal(first.neuron_entropy_, second.neuron_entropy_)
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
-    features = ActivationProbabilityFeatures(n_classes=0, cv=cv)
+    features = ActivationProbabilityFeatures(n_outputs=0, cv=cv)
     assert_array_equal(features.fit_transform(A, y), features.fit_transform(A, y))
 
 

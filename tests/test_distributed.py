@@ -56,8 +56,8 @@ def _worker(rank, port, out_dir):
         batches = [(A[s : s + 50], y[s : s + 50]) for s in range(0, len(A), 50)]
         first = NeuronStatistics().update_from(batches).all_reduce()
         second = first.begin_histograms(8).update_from(batches).all_reduce()
-        entropy = ActivationEntropy(n_bins=8, n_classes=0).fit(second)
-        proba = ActivationProbabilityFeatures(n_classes=0).fit(first)
+        entropy = ActivationEntropy(n_bins=8, n_outputs=0).fit(second)
+        proba = ActivationProbabilityFeatures(n_outputs=0).fit(first)
         with open(f"{out_dir}/rank{rank}.pkl", "wb") as f:
             pickle.dump(
                 {
@@ -90,8 +90,8 @@ def test_all_reduce_over_two_processes_equals_one_fit(tmp_path):
         join=True,
         start_method="spawn",
     )
-    expected_entropy = ActivationEntropy(n_bins=8, n_classes=0).fit(A, y)
-    expected_P = ActivationProbabilityFeatures(n_classes=0).fit(A, y)
+    expected_entropy = ActivationEntropy(n_bins=8, n_outputs=0).fit(A, y)
+    expected_P = ActivationProbabilityFeatures(n_outputs=0).fit(A, y)
     for rank in range(WORLD_SIZE):
         with open(tmp_path / f"rank{rank}.pkl", "rb") as f:
             got = pickle.load(f)

@@ -52,7 +52,7 @@ def test_column_vector_labels_are_raveled_with_a_warning_on_every_path(path):
 
 def _fits(Estimator):
     """The in-memory fit, the streamed fit and NeuronStatistics.update."""
-    params = {"n_classes": 0}
+    params = {"n_outputs": 0}
     return {
         "in memory": lambda A, y: Estimator(**params).fit(A, y),
         "streamed": lambda A, y: Estimator(**params).fit(
@@ -86,8 +86,8 @@ def test_labels_of_other_types_across_batches():
 def test_float_labels_that_are_integers_are_classes():
     A = np.abs(np.random.default_rng(0).normal(size=(6, 3)))
     y = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
-    memory = ActivationProbabilityFeatures(n_classes=0).fit(A, y)
-    streamed = ActivationProbabilityFeatures(n_classes=0).fit(
+    memory = ActivationProbabilityFeatures(n_outputs=0).fit(A, y)
+    streamed = ActivationProbabilityFeatures(n_outputs=0).fit(
         [(A[:3], y[:3]), (A[3:], y[3:])]
     )
     assert_allclose(streamed.activation_probability_, memory.activation_probability_)
@@ -102,7 +102,7 @@ def test_entropy_of_values_near_the_largest_float64(scale):
     A = np.array([[top / 4], [top / 2], [top * 0.75], [top]])
     if scale == 1e300:
         A = np.array([[2.5e299], [5e299], [7.5e299], [1e300]])
-    est = ActivationEntropy(n_bins=4, n_classes=0).fit(A)
+    est = ActivationEntropy(n_bins=4, n_outputs=0).fit(A)
     assert np.isfinite(est.bin_edges_).all()
     assert_allclose(est.neuron_entropy_, [2.0])
 
@@ -110,7 +110,7 @@ def test_entropy_of_values_near_the_largest_float64(scale):
 def test_huge_n_bins_is_a_memory_error_before_allocating():
     A = np.abs(np.random.default_rng(0).normal(size=(10, 1000)))
     with pytest.raises(ActivationMemoryError, match=r"n_bins=1000000000000.*GiB"):
-        ActivationEntropy(n_bins=10**12, n_classes=0).fit(A)
+        ActivationEntropy(n_bins=10**12, n_outputs=0).fit(A)
     first = NeuronStatistics().update(A)
     with pytest.raises(ActivationMemoryError, match="smaller n_bins"):
         first.begin_histograms(10**12)
@@ -166,7 +166,7 @@ def test_nan_in_the_second_pass_is_refused_on_every_path(backend):
     other[5, 1] = np.nan
     second = first.begin_histograms(4).update_from([other])
     with pytest.raises(ValueError, match="second pass"):
-        ActivationEntropy(n_bins=4, n_classes=0).fit(second)
+        ActivationEntropy(n_bins=4, n_outputs=0).fit(second)
 
 
 def test_the_kernels_refuse_a_state_that_does_not_fit(backend):

@@ -50,7 +50,7 @@ def test_values_on_every_edge_fall_in_the_bin_below():
     # edge of its bin: 1 in (0, 1], 2 in (1, 2], 3 in (2, 3], 4 in (3, 4].
     # counts [1, 1, 1, 1] -> E = log2 4 = 2 bits.
     A = column(1, 2, 3, 4)
-    est = ActivationEntropy(n_bins=4, n_classes=0).fit(A)
+    est = ActivationEntropy(n_bins=4, n_outputs=0).fit(A)
     assert_array_equal(est.bin_edges_, [[0, 1, 2, 3, 4]])
     assert_array_equal(est.histograms(A), [[1, 1, 1, 1]])
     assert_allclose(est.neuron_entropy_, [2.0], rtol=RTOL)
@@ -63,7 +63,7 @@ def test_value_on_an_edge_goes_left_not_right():
     # counts [2, 1, 0, 1], h = [1/2, 1/4, 0, 1/4]
     # E = 1/2 * 1 + 1/4 * 2 + 1/4 * 2 = 1.5 bits.
     A = column(1, 1, 2, 4)
-    est = ActivationEntropy(n_bins=4, n_classes=0).fit(A)
+    est = ActivationEntropy(n_bins=4, n_outputs=0).fit(A)
     assert_array_equal(est.histograms(A), [[2, 1, 0, 1]])
     assert_allclose(est.entropy_, 1.5, rtol=RTOL)
 
@@ -74,7 +74,7 @@ def test_values_on_stored_edges_with_awkward_maxima(rng):
     # right end of bin k - 1, so each bin gets exactly one value:
     # counts [1] * 7 -> E = log2 7 = 2.807355 bits for every neuron.
     m = rng.uniform(0.1, 10.0, size=6)
-    est = ActivationEntropy(n_bins=7, n_classes=0).fit(m[None, :])
+    est = ActivationEntropy(n_bins=7, n_outputs=0).fit(m[None, :])
     edges = est.bin_edges_
     assert_array_equal(edges[:, -1], m)
     on_edges = edges[:, 1:].T
@@ -89,7 +89,7 @@ def test_tiny_maximum():
     # m = 1e-310 (a subnormal double), R = 10: edges k * 1e-311. 1e-311 lies on
     # edge 1 -> bin 0; 1e-310 -> bin 9. counts [1, 0, ..., 0, 1] -> 1 bit.
     A = column(1e-310, 1e-311)
-    est = ActivationEntropy(n_classes=0).fit(A)
+    est = ActivationEntropy(n_outputs=0).fit(A)
     expected = np.zeros((1, 10), dtype=int)
     expected[0, [0, 9]] = 1
     assert_array_equal(est.histograms(A), expected)
@@ -104,7 +104,7 @@ def test_subnormal_maximum_in_the_last_bin(units):
     # in exactly one bin.
     tiny = np.nextafter(0.0, 1.0)
     A = column(*(tiny * np.arange(1, units + 1)))
-    est = ActivationEntropy(n_classes=0).fit(A)
+    est = ActivationEntropy(n_outputs=0).fit(A)
     counts = est.histograms(A)[0]
     assert counts.sum() == units
     assert counts[-1] >= 1
@@ -118,7 +118,7 @@ def test_maximum_lands_in_the_last_bin(dtype):
     # 0, 0.7/3, 1.4/3, 0.7 and the last edge is the maximum itself, so 0.7 is
     # in bin 2 and 0.1 (< 0.7/3 = 0.2333) in bin 0. counts [1, 0, 1] -> 1 bit.
     A = np.array([[0.7], [0.1]], dtype=dtype)
-    est = ActivationEntropy(n_bins=3, n_classes=0).fit(A)
+    est = ActivationEntropy(n_bins=3, n_outputs=0).fit(A)
     assert est.bin_edges_[0, -1] == np.float64(dtype(0.7))
     assert_allclose(est.bin_edges_[0], [0, 0.7 / 3, 1.4 / 3, 0.7], rtol=RTOL)
     assert_array_equal(est.histograms(A), [[1, 0, 1]])
@@ -130,7 +130,7 @@ def test_maximum_in_last_bin_of_ten():
     # (9, 10] = bin 9; 9.5 also in bin 9. counts [1, 0, ..., 0, 2]
     # -> counts {1, 2} -> H_2_1 = 0.918296 bits.
     A = column(1, 10, 9.5)
-    est = ActivationEntropy(n_classes=0).fit(A)
+    est = ActivationEntropy(n_outputs=0).fit(A)
     expected = np.zeros((1, 10), dtype=int)
     expected[0, 0], expected[0, 9] = 1, 2
     assert_array_equal(est.histograms(A), expected)
@@ -141,7 +141,7 @@ def test_negative_values_are_ignored():
     # Only 1 and 2 are > 0; m = 2 (not 5 = max |v|), R = 2: edges 0, 1, 2.
     # 1 in (0, 1], 2 in (1, 2] -> counts [1, 1] -> 1 bit.
     A = column(-5, -1, 0, 1, 2)
-    est = ActivationEntropy(n_bins=2, n_classes=0).fit(A)
+    est = ActivationEntropy(n_bins=2, n_outputs=0).fit(A)
     assert_array_equal(est.neuron_max_, [2.0])
     assert_array_equal(est.histograms(A), [[1, 1]])
     assert_allclose(est.entropy_, H_1_1, rtol=RTOL)
@@ -151,7 +151,7 @@ def test_single_active_sample_has_zero_entropy():
     # One positive value: counts [0, ..., 0, 1], h = [0, ..., 1] -> E = 0, and
     # the neuron is not dead.
     A = column(0, 0, 3, 0)
-    est = ActivationEntropy(n_classes=0).fit(A)
+    est = ActivationEntropy(n_outputs=0).fit(A)
     assert_allclose(est.neuron_entropy_, [0.0], atol=ATOL)
     assert_array_equal(est.dead_neurons_, [False])
     assert est.n_dead_neurons_ == 0
@@ -162,7 +162,7 @@ def test_dead_neurons():
     # (edges 0, 1, 2, 3: counts [1, 1, 1] -> log2 3 = 1.584963 bits).
     A = np.array([[0, -1, 1], [0, -2, 2], [0, 0, 3]], dtype=np.float64)
     with pytest.warns(DeadNeuronWarning, match="2 of 3 neurons"):
-        est = ActivationEntropy(n_bins=3, n_classes=0).fit(A)
+        est = ActivationEntropy(n_bins=3, n_outputs=0).fit(A)
     assert_allclose(est.neuron_entropy_, [0, 0, math.log2(3)], rtol=RTOL)
     assert_array_equal(est.dead_neurons_, [True, True, False])
     assert est.n_dead_neurons_ == 2
@@ -178,7 +178,7 @@ def test_dead_neurons():
 def test_no_dead_neuron_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeadNeuronWarning)
-        ActivationEntropy(n_bins=2, n_classes=0).fit(column(1, 2))
+        ActivationEntropy(n_bins=2, n_outputs=0).fit(column(1, 2))
 
 
 # --- base, total and normalized entropy --------------------------------------
@@ -208,7 +208,7 @@ def _three_neurons():
 )
 def test_base_and_normalized_entropy(base, expected):
     with pytest.warns(DeadNeuronWarning):
-        est = ActivationEntropy(n_bins=4, base=base, n_classes=0).fit(_three_neurons())
+        est = ActivationEntropy(n_bins=4, base=base, n_outputs=0).fit(_three_neurons())
     assert_allclose(est.entropy_, expected, rtol=RTOL)
     # Normalized: E / (n_neurons * log_b R); in bits 2.811278 / (3 * 2) =
     # 0.468546, the same in every base since both sides scale by 1 / ln b.
@@ -268,7 +268,7 @@ def test_per_class_entropy_uses_the_neurons_shared_edges():
     # docs/definitions.md: each class is counted on the edges of the neuron's
     # maximum over ALL fit data, so the class histograms sum to the global one.
     A, y = _per_class_data()
-    est = ActivationEntropy(n_bins=2, n_classes=0).fit(A, y)
+    est = ActivationEntropy(n_bins=2, n_outputs=0).fit(A, y)
     assert_array_equal(est.classes_, ["cat", "dog"])
     # All samples, R = 2:
     #   neuron 0: m = 35, edges 0, 17.5, 35: 1, 2, 10 | 20, 30, 35 -> [3, 3] -> 1
@@ -297,16 +297,16 @@ def test_per_class_entropy_with_a_class_below_the_top_bin():
     #   all: [2, 2, 0, 2] -> E = log2(3) = 1.584963
     A = np.array([[1.0], [2.0], [3.0], [4.0], [8.0], [8.0]])
     y = np.array(["a", "a", "a", "a", "b", "b"])
-    est = ActivationEntropy(n_bins=4, n_classes=0).fit(A, y)
+    est = ActivationEntropy(n_bins=4, n_outputs=0).fit(A, y)
     assert_allclose(est.class_neuron_entropy_, [[1.0], [0.0]], atol=ATOL)
     assert_allclose(est.neuron_entropy_, [math.log2(3)], rtol=RTOL)
 
 
 def test_per_class_off_or_without_y():
     A, y = _per_class_data()
-    est = ActivationEntropy(n_bins=2, n_classes=0, per_class=False).fit(A, y)
+    est = ActivationEntropy(n_bins=2, n_outputs=0, per_class=False).fit(A, y)
     assert not hasattr(est, "class_neuron_entropy_")
-    est = ActivationEntropy(n_bins=2, n_classes=0).fit(A)
+    est = ActivationEntropy(n_bins=2, n_outputs=0).fit(A)
     assert not hasattr(est, "class_entropy_")
 
 
@@ -319,8 +319,8 @@ def test_reference_mode_drops_the_maximum_when_it_lies_on_the_last_edge():
     # and counted nowhere. counts [1, 1, 1, 0] -> log2 3 = 1.584963.
     # Right-closed bins count 4 in (3, 4]: [1, 1, 1, 1] -> 2 bits.
     A = column(0.5, 1.5, 2.5, 4)
-    ref = ActivationEntropy(n_bins=4, binning="reference", n_classes=0).fit(A)
-    right = ActivationEntropy(n_bins=4, n_classes=0).fit(A)
+    ref = ActivationEntropy(n_bins=4, binning="reference", n_outputs=0).fit(A)
+    right = ActivationEntropy(n_bins=4, n_outputs=0).fit(A)
     assert_array_equal(ref.histograms(A), [[1, 1, 1, 0]])
     assert_allclose(ref.entropy_, math.log2(3), rtol=RTOL)
     assert_allclose(right.entropy_, 2.0, rtol=RTOL)
@@ -333,7 +333,7 @@ def test_reference_mode_counts_nothing_when_every_value_is_on_an_edge():
     # m = 4, R = 4, w = 1: 1, 2, 3, 4 all lie on edges k w. No count at all,
     # so the neuron has E = 0 (it is not dead: its maximum is 4).
     A = column(1, 2, 3, 4)
-    est = ActivationEntropy(n_bins=4, binning="reference", n_classes=0).fit(A)
+    est = ActivationEntropy(n_bins=4, binning="reference", n_outputs=0).fit(A)
     assert_array_equal(est.histograms(A), [[0, 0, 0, 0]])
     assert_allclose(est.neuron_entropy_, [0.0], atol=ATOL)
     assert est.n_dead_neurons_ == 0
@@ -351,14 +351,14 @@ def test_reference_mode_edges_are_computed_in_floating_point():
     # right: 0.2 in (0.1, 0.2] -> bin 1; 0.3 in (0.2, 0.3] -> bin 2;
     #   0.55 -> bin 5; 1.0 -> bin 9. Four bins of one -> log2 4 = 2 bits.
     A = column(0.2, 0.3, 0.55, 1.0)
-    ref = ActivationEntropy(binning="reference", n_classes=0).fit(A)
+    ref = ActivationEntropy(binning="reference", n_outputs=0).fit(A)
     assert_array_equal(ref.bin_edges_[0], np.arange(11) * (1.0 / 10))
     expected_ref = np.zeros((1, 10), dtype=int)
     expected_ref[0, [2, 5]] = 1
     assert_array_equal(ref.histograms(A), expected_ref)
     assert_allclose(ref.entropy_, 1.0, rtol=RTOL)
 
-    right = ActivationEntropy(n_classes=0).fit(A)
+    right = ActivationEntropy(n_outputs=0).fit(A)
     expected_right = np.zeros((1, 10), dtype=int)
     expected_right[0, [1, 2, 5, 9]] = 1
     assert_array_equal(right.histograms(A), expected_right)
@@ -374,7 +374,7 @@ def test_new_data_uses_fitted_edges_and_overflow_goes_to_last_bin():
     # go to bin 3; 0 and -1 are inactive. counts [1, 0, 0, 3] -> 0.811278.
     # (With edges refitted on the new data, m = 100, edges 0, 25, 50, 75, 100,
     # the counts would be [3, 0, 0, 1]: the same entropy, so check counts.)
-    est = ActivationEntropy(n_bins=4, n_classes=0).fit(column(1, 2, 3, 4))
+    est = ActivationEntropy(n_bins=4, n_outputs=0).fit(column(1, 2, 3, 4))
     new = column(0.5, 4, 5, 100, 0, -1)
     assert_array_equal(est.histograms(new), [[1, 0, 0, 3]])
     assert_allclose(est.entropy_of(new), [H_3_1], rtol=RTOL)
@@ -388,7 +388,7 @@ def test_new_data_entropy_differs_from_refitting():
     #   -> counts [1, 1, 0, 2] -> h = [1/4, 1/4, 0, 1/2] -> 0.5 + 0.5 + 0.5 = 1.5
     # refitted (m = 8, edges 0, 2, 4, 6, 8): 1, 2 -> bin 0, 8, 8 -> bin 3
     #   -> [2, 0, 0, 2] -> 1 bit.
-    est = ActivationEntropy(n_bins=4, n_classes=0).fit(column(1, 2, 3, 4))
+    est = ActivationEntropy(n_bins=4, n_outputs=0).fit(column(1, 2, 3, 4))
     new = column(1, 2, 8, 8)
     assert_allclose(est.entropy_of(new), [1.5], rtol=RTOL)
     assert_allclose(activation_entropy(new, n_bins=4), 1.0, rtol=RTOL)
@@ -400,7 +400,7 @@ def test_new_data_on_a_neuron_dead_at_fit_goes_to_last_bin():
     # Neuron 1: fit 1, 2 with R = 4 -> edges 0, 0.5, 1, 1.5, 2; new 3 -> bin 3
     # (overflow), 0.5 -> bin 0 (on the edge 0.5, right-closed).
     with pytest.warns(DeadNeuronWarning):
-        est = ActivationEntropy(n_bins=4, n_classes=0).fit(
+        est = ActivationEntropy(n_bins=4, n_outputs=0).fit(
             np.array([[0.0, 1.0], [0.0, 2.0]])
         )
     new = np.array([[3.0, 3.0], [5.0, 0.5]])
@@ -412,7 +412,7 @@ def test_new_data_on_a_neuron_dead_at_fit_goes_to_last_bin():
 def test_histograms_ignore_the_probability_block():
     # Neuron: 1, 2, 3, 4, R = 2, edges 0, 2, 4 -> counts [2, 2].
     X = np.array([[1, 0.5, 0.5], [2, 1, 0], [3, 0, 1], [4, 0.5, 0.5]])
-    est = ActivationEntropy(n_bins=2, n_classes=2).fit(X)
+    est = ActivationEntropy(n_bins=2, n_outputs=2).fit(X)
     assert_array_equal(est.histograms(X), [[2, 2]])
     assert_allclose(est.entropy_of(X), [1.0], rtol=RTOL)
 
@@ -439,7 +439,7 @@ def _two_layers():
 
 def test_layer_entropy_with_feature_names():
     X, names = _two_layers()
-    est = ActivationEntropy(n_bins=4, n_classes=2).fit(X)
+    est = ActivationEntropy(n_bins=4, n_outputs=2).fit(X)
     totals = est.layer_entropy(names)
     # fc1: 2 + 0.811278 = 2.811278; fc2: 1
     assert list(totals) == ["fc1", "fc2"]
@@ -450,7 +450,7 @@ def test_layer_entropy_with_feature_names():
 
 def test_layer_entropy_needs_names():
     X, names = _two_layers()
-    est = ActivationEntropy(n_bins=4, n_classes=2).fit(X)
+    est = ActivationEntropy(n_bins=4, n_outputs=2).fit(X)
     with pytest.raises(ValueError, match="feature_names"):
         est.layer_entropy()
     with pytest.raises(ValueError, match="feature_names has 4 names"):
@@ -461,8 +461,8 @@ def test_layer_entropy_from_dataframe_names():
     pd = pytest.importorskip("pandas")
     X, names = _two_layers()
     est = ActivationEntropy(n_bins=4).fit(pd.DataFrame(X, columns=names))
-    # n_classes='auto' found the two proba_ columns from the names.
-    assert est.n_classes_in_ == 2
+    # n_outputs='auto' found the two proba_ columns from the names.
+    assert est.n_outputs_in_ == 2
     totals = est.layer_entropy()
     assert_allclose([totals["fc1"], totals["fc2"]], [2 + H_3_1, 1.0], rtol=RTOL)
 
@@ -509,7 +509,7 @@ def _selection_data():
 def test_selection_lowest_entropy_first_dead_last(n_neurons, expected):
     X = _selection_data()
     with pytest.warns(DeadNeuronWarning):
-        est = ActivationEntropy(n_bins=2, n_neurons=n_neurons, n_classes=2).fit(X)
+        est = ActivationEntropy(n_bins=2, n_neurons=n_neurons, n_outputs=2).fit(X)
     assert_allclose(est.neuron_entropy_, [1, 0, 0, 1, H_3_1], rtol=RTOL, atol=ATOL)
     assert_array_equal(est.selected_neurons_, expected)
     # transform keeps the selected activation columns, then columns 5 and 6
@@ -538,8 +538,8 @@ def test_n_bins_changes_which_neurons_are_selected():
     #   B: 2 in (1, 2]; 4, 4, 4 in (3, 4] -> [0, 1, 0, 3] -> 0.811278
     #   keep 1 -> B (index 1).
     A = np.array([[2.5, 2], [3, 4], [3.5, 4], [4, 4]])
-    est2 = ActivationEntropy(n_bins=2, n_neurons=1, n_classes=0).fit(A)
-    est4 = ActivationEntropy(n_bins=4, n_neurons=1, n_classes=0).fit(A)
+    est2 = ActivationEntropy(n_bins=2, n_neurons=1, n_outputs=0).fit(A)
+    est4 = ActivationEntropy(n_bins=4, n_neurons=1, n_outputs=0).fit(A)
     assert_allclose(est2.neuron_entropy_, [0, H_3_1], rtol=RTOL, atol=ATOL)
     assert_allclose(est4.neuron_entropy_, [1, H_3_1], rtol=RTOL)
     assert_array_equal(est2.selected_neurons_, [0])
@@ -548,62 +548,62 @@ def test_n_bins_changes_which_neurons_are_selected():
     assert_array_equal(est4.transform(A), A[:, [1]])
 
 
-# --- n_classes and the probability block -------------------------------------
+# --- n_outputs and the probability block -------------------------------------
 
 
-def test_n_classes_int():
+def test_n_outputs_int():
     X, _ = _two_layers()
-    est = ActivationEntropy(n_bins=4, n_classes=2).fit(X)
+    est = ActivationEntropy(n_bins=4, n_outputs=2).fit(X)
     assert est.n_neurons_in_ == 3
-    assert est.n_classes_in_ == 2
+    assert est.n_outputs_in_ == 2
     assert_array_equal(est.transform(X)[:, -2:], X[:, -2:])
 
 
-def test_n_classes_from_y():
+def test_n_outputs_from_y():
     # y has 2 classes, so the last 2 columns are probabilities.
     X, _ = _two_layers()
     est = ActivationEntropy(n_bins=4).fit(X, [0, 1, 1, 0])
-    assert est.n_classes_in_ == 2
+    assert est.n_outputs_in_ == 2
     assert est.n_neurons_in_ == 3
     assert_allclose(est.entropy_, 2 + H_3_1 + 1.0, rtol=RTOL)
 
 
-def test_n_classes_from_dataframe_names_takes_precedence_over_y():
+def test_n_outputs_from_dataframe_names_takes_precedence_over_y():
     pd = pytest.importorskip("pandas")
     X, names = _two_layers()
     # y has 3 classes but the names say 2 probability columns.
     est = ActivationEntropy(n_bins=4).fit(pd.DataFrame(X, columns=names), [0, 1, 2, 0])
-    assert est.n_classes_in_ == 2
+    assert est.n_outputs_in_ == 2
     assert_array_equal(
         est.get_feature_names_out(),
         ["fc1__0", "fc1__1", "fc2__0", "proba_0", "proba_1"],
     )
 
 
-def test_n_classes_auto_without_y_or_names_is_an_error():
+def test_n_outputs_auto_without_y_or_names_is_an_error():
     X, _ = _two_layers()
     with pytest.raises(ValueError, match="got no y.*without y"):
         ActivationEntropy().fit(X)
 
 
-def test_n_classes_leaving_no_activation_is_an_error():
+def test_n_outputs_leaving_no_activation_is_an_error():
     X, _ = _two_layers()
-    with pytest.raises(ValueError, match="Set n_classes"):
-        ActivationEntropy(n_classes=5).fit(X)
+    with pytest.raises(ValueError, match="Set n_outputs"):
+        ActivationEntropy(n_outputs=5).fit(X)
 
 
 def test_layout_warning_when_probabilities_do_not_sum_to_one():
     # Last two columns: rows sum to 1.0 and 1.1.
     X = np.array([[1.0, 0.5, 0.5], [2.0, 0.5, 0.6]])
     with pytest.warns(LayoutWarning, match=r"\[1, 1.1\] instead of 1"):
-        ActivationEntropy(n_bins=2, n_classes=2).fit(X)
+        ActivationEntropy(n_bins=2, n_outputs=2).fit(X)
 
 
 def test_no_layout_warning_for_a_softmax_block():
     X, _ = _two_layers()
     with warnings.catch_warnings():
         warnings.simplefilter("error", LayoutWarning)
-        ActivationEntropy(n_bins=4, n_classes=2).fit(X)
+        ActivationEntropy(n_bins=4, n_outputs=2).fit(X)
 
 
 # --- parameter validation ----------------------------------------------------
@@ -619,13 +619,13 @@ def test_no_layout_warning_for_a_softmax_block():
         ({"binning": "foo"}, r"'binning' parameter of ActivationEntropy.*'foo'"),
         ({"n_neurons": 0}, r"'n_neurons' parameter of ActivationEntropy"),
         ({"n_neurons": 1.5}, r"'n_neurons' parameter of ActivationEntropy"),
-        ({"n_classes": -1}, r"'n_classes' parameter of ActivationEntropy"),
+        ({"n_outputs": -1}, r"'n_outputs' parameter of ActivationEntropy"),
     ],
 )
 def test_bad_parameters(params, match):
     X, _ = _two_layers()
     with pytest.raises(ValueError, match=match):
-        ActivationEntropy(**{"n_classes": 2, **params}).fit(X)
+        ActivationEntropy(**{"n_outputs": 2, **params}).fit(X)
 
 
 @pytest.mark.parametrize(
@@ -690,7 +690,7 @@ def test_matches_a_loop_on_data_with_ties_on_edges(rng, binning, n_bins):
     A[:20, 5] = 0.0  # a neuron active in half the samples
     y = rng.integers(0, 3, size=40)
     with pytest.warns(DeadNeuronWarning):
-        est = ActivationEntropy(n_bins=n_bins, binning=binning, n_classes=0).fit(A, y)
+        est = ActivationEntropy(n_bins=n_bins, binning=binning, n_outputs=0).fit(A, y)
     assert_allclose(
         est.neuron_entropy_, _loop_entropy(A, n_bins, binning=binning), atol=1e-12
     )
@@ -705,7 +705,7 @@ def test_matches_a_loop_on_data_with_ties_on_edges(rng, binning, n_bins):
 @pytest.mark.parametrize("base", [2, math.e])
 def test_matches_a_loop_on_continuous_float32_data(rng, base):
     A = rng.standard_normal((50, 8)).astype(np.float32)
-    est = ActivationEntropy(n_bins=5, base=base, n_classes=0).fit(A)
+    est = ActivationEntropy(n_bins=5, base=base, n_outputs=0).fit(A)
     expected = _loop_entropy(A.astype(np.float64), 5, base=base)
     assert_allclose(est.neuron_entropy_, expected, rtol=RTOL, atol=ATOL)
     assert_allclose(

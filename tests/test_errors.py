@@ -86,7 +86,7 @@ def test_nan_or_inf_in_X(net, data, bad, kind, at):
         elif at == "transform":
             extractor.transform(X)
         else:
-            ActivationEntropy(n_classes=0).fit(extractor.batches(X))
+            ActivationEntropy(n_outputs=0).fit(extractor.batches(X))
 
 
 def test_both_infinities_in_X(net, data):
@@ -196,17 +196,20 @@ def test_backbone_rejects_the_input_shape(net):
 # --- Row 4: labels unseen at fit -----------------------------------------------
 
 
-def test_labels_the_backbone_has_no_output_for(net, data):
-    # Labels 0..4 for a backbone of 3 outputs.
+def test_labels_the_backbone_has_no_output_for(net, data, Z):
+    # Labels 0..4 for a backbone of 3 outputs. The pipeline knows the outputs
+    # from the extractor's layout; a step alone finds them from the row sums.
     y = np.arange(len(data[0])) % 5
-    with pytest.raises(ValueError, match="backbone has 3 outputs.*n_classes=3"):
+    with pytest.raises(ValueError, match="y has 5 classes but X has 3 probability"):
         _pipeline(net).fit(data[0], y)
+    with pytest.raises(ValueError, match="backbone has 3 outputs.*n_outputs=3"):
+        ActivationEntropy().fit(Z, y)
 
 
-def test_labels_outside_the_outputs_with_n_classes_set(Z):
+def test_labels_outside_the_outputs_with_n_outputs_set(Z):
     y = np.array([0, 5] * 15)
     with pytest.raises(ValueError, match="y has 2 classes but X has 3 probability"):
-        ActivationProbabilityFeatures(n_classes=3).fit(Z, y)
+        ActivationProbabilityFeatures(n_outputs=3).fit(Z, y)
 
 
 def test_labels_not_among_the_named_classes(net, data):
@@ -232,19 +235,20 @@ def test_score_with_labels_unseen_at_fit_is_sound(net, data):
 
 
 def test_single_class_in_a_pipeline(net, data):
+    # The extractor's layout says 3 outputs: classes 1 and 2 are empty, and
+    # the auxiliary classifier needs two.
     y = np.zeros(len(data[0]), dtype=int)
-    with pytest.raises(ValueError, match="y has a single class"):
-        _pipeline(net).fit(data[0], y)
-
-
-def test_single_class_with_n_classes_set(net, data):
-    y = np.zeros(len(data[0]), dtype=int)
-    pipe = _pipeline(net).set_params(
-        entropy__n_classes=N_CLASSES, probabilities__n_classes=N_CLASSES
-    )
     with pytest.warns(EmptyClassWarning, match=r"Classes \[1, 2\]"):
         with pytest.raises(ValueError, match="at least 2 classes.*1 class"):
-            pipe.fit(data[0], y)
+            _pipeline(net).fit(data[0], y)
+
+
+def test_single_class_without_a_layout(Z):
+    y = np.zeros(len(Z), dtype=int)
+    with pytest.raises(ValueError, match="y has a single class"):
+        ActivationProbabilityFeatures().fit(Z, y)
+    with pytest.warns(EmptyClassWarning, match=r"Classes \[1, 2\]"):
+        ActivationProbabilityFeatures(n_outputs=N_CLASSES).fit(Z, y)
 
 
 # --- Row 6: empty input ----------------------------------------------------------
@@ -281,7 +285,7 @@ def test_empty_input_steps(Z, step):
 
 def test_activations_without_columns():
     with pytest.raises(ValueError, match="0 feature"):
-        ActivationEntropy(n_classes=0).fit(np.zeros((3, 0)))
+        ActivationEntropy(n_outputs=0).fit(np.zeros((3, 0)))
 
 
 # --- Row 7: string labels ------------------------------------------------------
@@ -315,7 +319,7 @@ def test_string_labels_follow_the_column_names(net, data):
 def test_string_labels_fewer_than_outputs(Z):
     y = np.array(["a", "b"] * 15)
     with pytest.raises(ValueError, match="y has 2 classes but X has 3 probability"):
-        ActivationProbabilityFeatures(n_classes=3).fit(Z, y)
+        ActivationProbabilityFeatures(n_outputs=3).fit(Z, y)
 
 
 # --- Row 8: non-contiguous or integer labels -----------------------------------
@@ -333,14 +337,14 @@ def test_integer_labels_missing_an_output(Z, data):
     # Labels 0 and 2 of a 3-output backbone: output indices, class 1 is empty.
     y = np.where(data[1] == 1, 2, data[1])
     with pytest.warns(EmptyClassWarning, match=r"Classes \[1\]"):
-        features = ActivationProbabilityFeatures(n_classes=3).fit(Z, y)
+        features = ActivationProbabilityFeatures(n_outputs=3).fit(Z, y)
     assert_array_equal(features.classes_, [0, 1, 2])
     assert_array_equal(features.activation_probability_[1], 0.0)
 
 
-def test_integer_labels_missing_an_output_without_n_classes(Z, data):
+def test_integer_labels_missing_an_output_without_n_outputs(Z, data):
     y = np.where(data[1] == 1, 2, data[1])
-    with pytest.raises(ValueError, match="last 2 columns.*Set n_classes=3"):
+    with pytest.raises(ValueError, match="last 2 columns.*Set n_outputs=3"):
         ActivationEntropy().fit(Z, y)
 
 
@@ -431,15 +435,23 @@ def test_output_key_not_in_the_output(net, data):
 
 
 def test_more_outputs_than_classes(data):
+    # A pipeline reads the 10 outputs from the extractor's layout; a step
+    # alone, without it, stops.
     net10 = make_mlp(N_FEATURES, 10, hidden=(6,), random_state=0)
+    with pytest.warns(EmptyClassWarning, match=r"Classes \[3, 4, 5, 6, 7, 8, 9\]"):
+        pipe = _pipeline(net10).fit(*data)
+    assert pipe["entropy"].n_outputs_in_ == 10
+    Z10 = pipe["extractor"].transform(data[0])
     with pytest.raises(ValueError, match="backbone has 10 outputs, not one per class"):
-        _pipeline(net10).fit(*data)
+        ActivationProbabilityFeatures().fit(Z10, data[1])
 
 
-def test_fewer_outputs_than_classes(net, data):
+def test_fewer_outputs_than_classes(net, data, Z):
     y = np.arange(len(data[0])) % 4
-    with pytest.raises(ValueError, match="backbone has 3 outputs, not one per class"):
+    with pytest.raises(ValueError, match="y has 4 classes but X has 3 probability"):
         _pipeline(net).fit(data[0], y)
+    with pytest.raises(ValueError, match="backbone has 3 outputs, not one per class"):
+        ActivationEntropy().fit(Z, y)
 
 
 def test_backbone_with_a_single_output(data):
@@ -469,7 +481,18 @@ def test_layout_unknown_without_y_or_names(Z):
     with pytest.raises(ValueError, match="cannot tell how many of the last col"):
         ActivationEntropy().fit(Z)
     with pytest.raises(ValueError, match="which leaves no activation"):
-        ActivationEntropy(n_classes=9).fit(Z)
+        ActivationEntropy(n_outputs=9).fit(Z)
+
+
+def test_a_layout_that_does_not_describe_X(net, data, Z):
+    # Row 11c.
+    layout = ActivationExtractor(net).fit(data[0]).layout_
+    with pytest.raises(ValueError, match="n_outputs=2, but the layout given to fit"):
+        ActivationEntropy(n_outputs=2).fit(Z, layout=layout)
+    with pytest.raises(ValueError, match=r"9 columns \(6 activations.*X has 8"):
+        ActivationProbabilityFeatures().fit(Z[:, 1:], data[1], layout=layout)
+    with pytest.raises(TypeError, match="got layout of type str"):
+        ActivationEntropy().fit(Z, layout="proba")
 
 
 # --- Row 12: dead neurons ------------------------------------------------------
@@ -517,7 +540,7 @@ def test_sample_without_active_neuron_keeps_the_backbone_prediction(Z, data):
         (ActivationEntropy(base=-2), r"'base' .*range \(0.0, inf\)"),
         (ActivationEntropy(n_neurons=0), r"'n_neurons' .*Got 0 instead"),
         (ActivationEntropy(n_neurons=1.5), r"'n_neurons' .*Got 1.5 instead"),
-        (ActivationEntropy(n_classes="all"), r"'n_classes' .*Got 'all'"),
+        (ActivationEntropy(n_outputs="all"), r"'n_outputs' .*Got 'all'"),
         (ActivationProbabilityFeatures(alpha=-1), r"'alpha' .*Got -1 instead"),
         (ActivationProbabilityFeatures(cv=1), r"'cv' .*int in the range \[2, inf\)"),
         (ActivationProbabilityFeatures(cv="five"), r"Expected `cv` as an int.*five"),
@@ -591,7 +614,7 @@ def test_too_few_samples_for_cross_fitting(Z, data):
     y[y == 2] = 1
     y[0] = 2
     with pytest.warns(UserWarning, match="The least populated class in y has"):
-        features.set_params(cv=2, n_classes=3).fit_transform(Z, y)
+        features.set_params(cv=2, n_outputs=3).fit_transform(Z, y)
 
 
 # --- Row 15: input dtypes ------------------------------------------------------
@@ -618,10 +641,10 @@ def test_input_dtypes_of_the_extractor(net, data, dtype):
 @pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int64, np.uint8])
 def test_input_dtypes_of_the_steps(Z, data, dtype):
     activations = (np.abs(Z[:, :6]) * 10).astype(dtype)
-    expected = ActivationEntropy(n_classes=0).fit(activations.astype(np.float64))
-    got = ActivationEntropy(n_classes=0).fit(activations)
+    expected = ActivationEntropy(n_outputs=0).fit(activations.astype(np.float64))
+    got = ActivationEntropy(n_outputs=0).fit(activations)
     assert_allclose(got.neuron_entropy_, expected.neuron_entropy_)
-    features = ActivationProbabilityFeatures(n_classes=0).fit(activations, data[1])
+    features = ActivationProbabilityFeatures(n_outputs=0).fit(activations, data[1])
     assert np.isfinite(features.transform(activations)).all()
 
 

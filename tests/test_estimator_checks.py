@@ -11,14 +11,14 @@ from sknap import (
 )
 
 # The checks feed random matrices of 1 to 10 columns with 2 or 3 classes, so
-# the steps run on activations alone (n_classes=0, a documented mode) and the
+# the steps run on activations alone (n_outputs=0, a documented mode) and the
 # extractor on a backbone that accepts any width.
 ESTIMATORS = [
-    ActivationEntropy(n_classes=0),
-    ActivationEntropy(n_bins=4, binning="reference", n_neurons=0.5, n_classes=0),
-    ActivationProbabilityFeatures(n_classes=0),
-    ActivationProbabilityFeatures(alpha=1.0, cv=3, n_classes=0),
-    ActivationProbabilityFeatures(n_bins=3, form="log", alpha=1.0, n_classes=0),
+    ActivationEntropy(n_outputs=0),
+    ActivationEntropy(n_bins=4, binning="reference", n_neurons=0.5, n_outputs=0),
+    ActivationProbabilityFeatures(n_outputs=0),
+    ActivationProbabilityFeatures(alpha=1.0, cv=3, n_outputs=0),
+    ActivationProbabilityFeatures(n_bins=3, form="log", alpha=1.0, n_outputs=0),
     AuxiliaryClassifier(random_state=0),
     ActivationExtractor(AnyWidthMLP()),
     ActivationExtractor(AnyWidthMLP(), reduce="flatten", batch_size=7),

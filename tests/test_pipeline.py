@@ -169,21 +169,26 @@ def test_pipeline_fitted_on_cuda_loads_on_cpu(digits):
     )
 
 
-def test_n_classes_reaches_both_steps_when_y_lacks_an_output(digits):
-    # The digits backbone has 10 outputs; labels 0..7 only. With "auto" the
-    # steps would take 8 trailing columns as probabilities (an error); with
-    # n_classes=10 the probability block is the 10 outputs.
+def test_n_outputs_reaches_both_steps_when_y_lacks_an_output(digits):
+    # The digits backbone has 10 outputs; labels 0..7 only. With n_outputs=10
+    # the probability block is the 10 outputs; with "auto" too, read from the
+    # extractor's layout (the steps alone would take 8 trailing columns).
     model, X_train, _, y_train, _ = digits
     keep = y_train < 8
-    pipe = make_nap_pipeline(model, n_classes=10, max_iter=1, random_state=0)
-    assert pipe.named_steps["entropy"].n_classes == 10
-    assert pipe.named_steps["probabilities"].n_classes == 10
+    pipe = make_nap_pipeline(model, n_outputs=10, max_iter=1, random_state=0)
+    assert pipe.named_steps["entropy"].n_outputs == 10
+    assert pipe.named_steps["probabilities"].n_outputs == 10
     with pytest.warns(EmptyClassWarning, match=r"Classes \[8, 9\]"):
         pipe.fit(X_train[keep], y_train[keep])
-    assert pipe.named_steps["entropy"].n_classes_in_ == 10
+    assert pipe.named_steps["entropy"].n_outputs_in_ == 10
     assert pipe.named_steps["entropy"].n_neurons_in_ == 96
     probabilities = pipe.named_steps["probabilities"]
     assert_array_equal(probabilities.classes_, np.arange(10))
     assert_array_equal(probabilities.class_count_[8:], [0, 0])
-    with pytest.raises(ValueError, match="backbone has 10 outputs"):
-        make_nap_pipeline(model, max_iter=1).fit(X_train[keep], y_train[keep])
+    auto = make_nap_pipeline(model, max_iter=1, random_state=0)
+    with pytest.warns(EmptyClassWarning, match=r"Classes \[8, 9\]"):
+        auto.fit(X_train[keep], y_train[keep])
+    assert_array_equal(
+        auto["probabilities"].activation_probability_,
+        probabilities.activation_probability_,
+    )

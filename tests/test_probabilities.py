@@ -178,7 +178,7 @@ def test_string_labels():
 
 
 def test_integer_labels_that_skip_a_class():
-    # y in {0, 2}, three probability columns: class 1 has no sample. n_classes
+    # y in {0, 2}, three probability columns: class 1 has no sample. n_outputs
     # must say 3 (with "auto", y's two classes would mean two columns).
     # Class 0 = samples 0-2, class 2 = samples 3-4, so P rows 0 and 2 are the
     # rows of P5 and row 1 is zeros.
@@ -194,7 +194,7 @@ def test_integer_labels_that_skip_a_class():
     X = _with_proba(A5, proba)
     y = np.array([0, 0, 0, 2, 2])
     with pytest.warns(EmptyClassWarning, match=r"Classes \[1\]"):
-        est = ActivationProbabilityFeatures(n_classes=3).fit(X, y)
+        est = ActivationProbabilityFeatures(n_outputs=3).fit(X, y)
     assert_array_equal(est.classes_, [0, 1, 2])
     assert_array_equal(est.class_count_, [3, 0, 2])
     assert_allclose(est.activation_probability_, [P5[0], [0, 0, 0], P5[1]], rtol=RTOL)
@@ -210,7 +210,7 @@ def test_integer_labels_that_skip_a_class():
     )
 
 
-def test_missing_class_with_auto_n_classes():
+def test_missing_class_with_auto_n_outputs():
     # Three probability columns, y in {0, 2}. Without names, "auto" counts two
     # classes in y and takes the last two columns, whose rows do not sum to 1:
     # an error, which finds that the last three do. With DataFrame names the
@@ -218,7 +218,7 @@ def test_missing_class_with_auto_n_classes():
     proba = np.array([[0.6, 0.1, 0.3]] * 3 + [[0.1, 0.1, 0.8]] * 2)
     X = _with_proba(A5, proba)
     y = np.array([0, 0, 0, 2, 2])
-    with pytest.raises(ValueError, match="last 2 columns.*Set n_classes=3"):
+    with pytest.raises(ValueError, match="last 2 columns.*Set n_outputs=3"):
         ActivationProbabilityFeatures().fit(X, y)
     pd = pytest.importorskip("pandas")
     names = ["fc__0", "fc__1", "fc__2", "proba_0", "proba_1", "proba_2"]
@@ -232,16 +232,16 @@ def test_string_labels_with_fewer_classes_than_columns_is_an_error():
     X = _with_proba(A5, np.full((5, 3), 1 / 3))
     y = np.array(["a", "a", "a", "b", "b"])
     with pytest.raises(ValueError, match="y has 2 classes but X has 3"):
-        ActivationProbabilityFeatures(n_classes=3).fit(X, y)
+        ActivationProbabilityFeatures(n_outputs=3).fit(X, y)
 
 
-def test_n_classes_zero_uses_a_uniform_prediction():
+def test_n_outputs_zero_uses_a_uniform_prediction():
     # X holds activations only; Y_predicted = [1/2, 1/2] for every sample, so
     # Y_proposed = q / sum(q).
     # Row 0: q = [1, 1.5], sum 2.5 -> [0.4, 0.6]; row 3: u = [0, 1, 1],
     # q = [1/3, 3/2] = [2/6, 9/6], sum 11/6 -> [2/11, 9/11];
     # row 2: q = 0 -> uniform [1/2, 1/2].
-    est = ActivationProbabilityFeatures(n_classes=0).fit(A5, Y5)
+    est = ActivationProbabilityFeatures(n_outputs=0).fit(A5, Y5)
     out = est.transform(A5)
     assert out.shape == (5, 4)
     assert_allclose(out[0, :2], [0.4, 0.6], rtol=RTOL)
@@ -250,10 +250,10 @@ def test_n_classes_zero_uses_a_uniform_prediction():
     assert_allclose(out[:, 2:], 0.5)
 
 
-def test_n_classes_zero_with_three_classes():
+def test_n_outputs_zero_with_three_classes():
     # Three classes: Y_predicted = [1/3, 1/3, 1/3].
     y = np.array([0, 1, 2, 2, 1])
-    est = ActivationProbabilityFeatures(n_classes=0).fit(A5, y)
+    est = ActivationProbabilityFeatures(n_outputs=0).fit(A5, y)
     assert_allclose(est.transform(A5)[:, 3:], 1 / 3, rtol=RTOL)
 
 
@@ -278,7 +278,7 @@ def test_no_warning_on_clean_data():
         ActivationProbabilityFeatures().fit(_with_proba(A5, PROBA5), Y5)
 
 
-def test_n_classes_from_dataframe_names():
+def test_n_outputs_from_dataframe_names():
     pd = pytest.importorskip("pandas")
     X = pd.DataFrame(
         _with_proba(A5, PROBA5),
@@ -293,8 +293,8 @@ def test_n_classes_from_dataframe_names():
     "params, match",
     [
         ({"alpha": -1.0}, r"'alpha' parameter of ActivationProbabilityFeatures"),
-        ({"n_classes": -1}, r"'n_classes' parameter"),
-        ({"n_classes": "many"}, r"'n_classes' parameter"),
+        ({"n_outputs": -1}, r"'n_outputs' parameter"),
+        ({"n_outputs": "many"}, r"'n_outputs' parameter"),
     ],
 )
 def test_bad_parameters(params, match):

@@ -137,7 +137,7 @@ def test_entropy_between_zero_and_log_of_bins(A, n_bins, base, binning):
     assert np.all(E >= -1e-12)
     assert np.all(E <= bound + 1e-9)
     if base > 1:
-        est = ActivationEntropy(n_bins, base=base, binning=binning, n_classes=0)
+        est = ActivationEntropy(n_bins, base=base, binning=binning, n_outputs=0)
         with np.errstate(all="raise"):
             normalized = est.fit(A).normalized_entropy_
         assert -1e-12 <= normalized <= 1 + 1e-9
@@ -172,7 +172,7 @@ def test_proposed_rows_sum_to_one(data, alpha, logits):
     assert_allclose(Y.sum(axis=1), 1.0, rtol=0, atol=1e-9)
     # The estimator's output: [Y_proposed, Y_predicted], both rows of 1.
     X = np.hstack([A.astype(np.float64), proba])
-    features = ActivationProbabilityFeatures(alpha=alpha, n_classes=3).fit(X, y)
+    features = ActivationProbabilityFeatures(alpha=alpha, n_outputs=3).fit(X, y)
     out = features.transform(X)
     assert_allclose(out[:, :3].sum(axis=1), 1.0, rtol=0, atol=1e-9)
     assert_allclose(out[:, 3:], proba)
@@ -206,7 +206,7 @@ def test_streaming_and_in_memory_fits_agree(data, n_bins, binning, draw):
     for batch in batches:
         second.update(*batch)
 
-    params = dict(n_bins=n_bins, binning=binning, n_classes=0)
+    params = dict(n_bins=n_bins, binning=binning, n_outputs=0)
     streamed = ActivationEntropy(**params).fit(second)
     in_memory = ActivationEntropy(**params).fit(A, y)
     assert_array_equal(streamed.neuron_max_, in_memory.neuron_max_)
@@ -216,8 +216,8 @@ def test_streaming_and_in_memory_fits_agree(data, n_bins, binning, draw):
         streamed.class_neuron_entropy_, in_memory.class_neuron_entropy_, atol=1e-12
     )
 
-    streamed_p = ActivationProbabilityFeatures(n_classes=0).fit(first)
-    in_memory_p = ActivationProbabilityFeatures(n_classes=0).fit(A, y)
+    streamed_p = ActivationProbabilityFeatures(n_outputs=0).fit(first)
+    in_memory_p = ActivationProbabilityFeatures(n_outputs=0).fit(A, y)
     assert_array_equal(
         streamed_p.activation_probability_, in_memory_p.activation_probability_
     )

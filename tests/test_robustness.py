@@ -189,14 +189,14 @@ def _assert_finite(out):
 @given(
     case=cases(),
     n_bins=st.integers(2, 6),
-    n_classes=st.sampled_from(["auto", 0, 1, 2, 3]),
+    n_outputs=st.sampled_from(["auto", 0, 1, 2, 3]),
     n_neurons=st.sampled_from([None, 1, 0.5]),
     binning=st.sampled_from(["right", "reference"]),
 )
-def test_activation_entropy(case, n_bins, n_classes, n_neurons, binning):
+def test_activation_entropy(case, n_bins, n_outputs, n_neurons, binning):
     X, y, _ = case
     est = ActivationEntropy(
-        n_bins, binning=binning, n_neurons=n_neurons, n_classes=n_classes
+        n_bins, binning=binning, n_neurons=n_neurons, n_outputs=n_outputs
     )
     out = _run(lambda: est.fit(X, y).transform(X))
     _assert_finite(out)
@@ -213,11 +213,11 @@ def test_activation_entropy(case, n_bins, n_classes, n_neurons, binning):
     case=cases(),
     alpha=st.sampled_from([0.0, 1.0]),
     cv=st.sampled_from([None, 2]),
-    n_classes=st.sampled_from(["auto", 0, 2, 3]),
+    n_outputs=st.sampled_from(["auto", 0, 2, 3]),
 )
-def test_activation_probability_features(case, alpha, cv, n_classes):
+def test_activation_probability_features(case, alpha, cv, n_outputs):
     X, y, _ = case
-    est = ActivationProbabilityFeatures(alpha=alpha, cv=cv, n_classes=n_classes)
+    est = ActivationProbabilityFeatures(alpha=alpha, cv=cv, n_outputs=n_outputs)
     out = _run(lambda: est.fit_transform(X, y))
     _assert_finite(out)
     if out is not None:

@@ -231,7 +231,7 @@ ENTROPY_ATTRIBUTES = [
     "class_entropy_",
     "selected_neurons_",
     "n_neurons_in_",
-    "n_classes_in_",
+    "n_outputs_in_",
     "n_features_in_",
     "entropy_",
     "normalized_entropy_",
@@ -271,8 +271,8 @@ def test_streamed_entropy_equals_in_memory(backend, rng, dtype, binning):
 def test_streamed_entropy_of_tensors_without_labels(rng):
     X, _ = _data(rng)
     A = torch.from_numpy(X[:, :25])
-    expected = ActivationEntropy(n_classes=0).fit(X[:, :25])
-    streamed = ActivationEntropy(n_classes=0).fit([A[:300], A[300:]])
+    expected = ActivationEntropy(n_outputs=0).fit(X[:, :25])
+    streamed = ActivationEntropy(n_outputs=0).fit([A[:300], A[300:]])
     assert_array_equal(streamed.neuron_entropy_, expected.neuron_entropy_)
     assert not hasattr(streamed, "class_neuron_entropy_")
 
@@ -296,9 +296,9 @@ def test_streamed_probabilities_with_a_missing_class(rng):
     X, y = _data(rng)
     y[y == 1] = 2
     with pytest.warns(UserWarning, match="no training sample"):
-        expected = ActivationProbabilityFeatures(n_classes=3).fit(X, y)
+        expected = ActivationProbabilityFeatures(n_outputs=3).fit(X, y)
     with pytest.warns(UserWarning, match="no training sample"):
-        streamed = ActivationProbabilityFeatures(n_classes=3).fit(_shards(X, y))
+        streamed = ActivationProbabilityFeatures(n_outputs=3).fit(_shards(X, y))
     assert_array_equal(streamed.classes_, [0, 1, 2])
     assert_array_equal(
         streamed.activation_probability_, expected.activation_probability_
@@ -611,18 +611,18 @@ def test_extractor_batches_fit_equals_transform_fit(mlp_data):
 @pytest.mark.filterwarnings("ignore::sknap.DeadNeuronWarning")
 def test_fits_from_the_extractor_read_probability_columns_only_as_neurons(mlp_data):
     # The estimators skip the backbone's probabilities when they are laid out
-    # as such; with n_classes=0 they are neurons, and counted as neurons.
+    # as such; with n_outputs=0 they are neurons, and counted as neurons.
     model, X, y = mlp_data
     extractor = ActivationExtractor(model, batch_size=64, device="cpu").fit(X)
     Z = extractor.transform(X)
-    expected = ActivationEntropy(n_bins=5, n_classes=0).fit(Z, y)
-    streamed = ActivationEntropy(n_bins=5, n_classes=0).fit(extractor.batches(X, y))
+    expected = ActivationEntropy(n_bins=5, n_outputs=0).fit(Z, y)
+    streamed = ActivationEntropy(n_bins=5, n_outputs=0).fit(extractor.batches(X, y))
     assert_array_equal(streamed.neuron_entropy_, expected.neuron_entropy_)
     assert streamed.neuron_entropy_[-3:].sum() > 0
-    P = ActivationProbabilityFeatures(n_classes=0).fit(extractor.batches(X, y))
+    P = ActivationProbabilityFeatures(n_outputs=0).fit(extractor.batches(X, y))
     assert_array_equal(
         P.activation_probability_,
-        ActivationProbabilityFeatures(n_classes=0).fit(Z, y).activation_probability_,
+        ActivationProbabilityFeatures(n_outputs=0).fit(Z, y).activation_probability_,
     )
     stats = compute_statistics(extractor.batches(X, y), n_bins=5)
     assert_array_equal(stats.max_[-3:], Z[:, -3:].max(axis=0))

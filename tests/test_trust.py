@@ -254,7 +254,7 @@ def test_a_backbone_that_edits_its_input_never_edits_X(data, tmp_path):
     views = _Views(torch.from_numpy(X.copy()))
     loader = DataLoader(views, batch_size=16, collate_fn=lambda batch: batch)
     extractor.transform(loader)
-    ActivationEntropy(n_classes=0, per_class=False).fit(extractor.batches(loader))
+    ActivationEntropy(n_outputs=0, per_class=False).fit(extractor.batches(loader))
     assert_array_equal(views.T.numpy(), before)
     make_nap_pipeline(net, max_iter=1, device="cpu", random_state=0).fit(X, y)
     assert_array_equal(X, before)
@@ -867,7 +867,7 @@ def test_a_layer_wider_than_at_fit_is_named(data):
     with pytest.raises(ValueError, match="gives 12 columns where fit saw 8"):
         extractor.transform(X)
     with pytest.raises(ValueError, match="gives 12 columns where fit saw 8"):
-        ActivationEntropy(n_classes=C).fit(extractor.batches(X))
+        ActivationEntropy(n_outputs=C).fit(extractor.batches(X))
 
 
 def test_a_submodule_switched_to_training_is_named_and_restored(data):
@@ -900,7 +900,7 @@ def test_classes_do_not_enter_the_key_and_hits_do_not_warn(net, data):
         assert_array_equal(extractor.transform(X), first)
 
 
-def test_proba_columns_first_are_refused_with_n_classes_set(net, data):
+def test_proba_columns_first_are_refused_with_n_outputs_set(net, data):
     pytest.importorskip("pandas")
     X, y = data
     Z = _extractor(net).fit(X).set_output(transform="pandas").transform(X)
@@ -908,7 +908,7 @@ def test_proba_columns_first_are_refused_with_n_classes_set(net, data):
     reordered = Z[proba + [c for c in Z.columns if c not in proba]]
     for estimator in (ActivationEntropy, ActivationProbabilityFeatures):
         with pytest.raises(ValueError, match="must be the last columns"):
-            estimator(n_classes=C).fit(reordered, y)
+            estimator(n_outputs=C).fit(reordered, y)
 
 
 def test_integer_inputs_that_fail_say_they_were_cast(data):

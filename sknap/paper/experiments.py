@@ -256,7 +256,7 @@ def extract(
 
     Returns
     -------
-    Z : ndarray of shape (n_samples, n_neurons + n_classes)
+    Z : ndarray of shape (n_samples, n_neurons + n_outputs)
         The rows of :meth:`ActivationExtractor.transform`.
     extractor : ActivationExtractor
         Fitted; its ``layer_names_`` and ``layer_slices_`` describe ``Z``.
@@ -281,8 +281,8 @@ def extract(
     return extractor.transform(X), extractor
 
 
-def _entropy(Z, y, names, n_classes, n_bins):
-    est = ActivationEntropy(n_bins=n_bins, n_classes=n_classes)
+def _entropy(Z, y, names, n_outputs, n_bins):
+    est = ActivationEntropy(n_bins=n_bins, n_outputs=n_outputs)
     with warnings.catch_warnings():
         # Dead neurons are reported in the record (n_dead) instead.
         warnings.simplefilter("ignore", DeadNeuronWarning)
@@ -328,8 +328,8 @@ def _aux_scores(F_train, y_train, F_test, y_test, settings, batch_size):
         return float(aux.score(F_train, y_train)), float(correct.mean()), correct
 
 
-def _probability_features(Z_train, y_train, Z_test, n_classes, cv=None, n_bins=None):
-    features = ActivationProbabilityFeatures(n_classes=n_classes, cv=cv, n_bins=n_bins)
+def _probability_features(Z_train, y_train, Z_test, n_outputs, cv=None, n_bins=None):
+    features = ActivationProbabilityFeatures(n_outputs=n_outputs, cv=cv, n_bins=n_bins)
     return features.fit_transform(Z_train, y_train), features.transform(Z_test)
 
 
