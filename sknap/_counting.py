@@ -19,13 +19,25 @@ import torch
 from . import _engine
 from ._engine_sources import ActivationBatches, count_extractor_pass, iter_batches
 
-__all__ = ["MIXED_PASSES", "CountingPass"]
+__all__ = ["MIXED_PASSES", "CountingPass", "check_label_kinds"]
 
 MIXED_PASSES = (
     "Cannot merge first-pass with second-pass statistics (NeuronStatistics and "
     "HistogramStatistics): merge the shards' first passes, call begin_histograms "
     "on the result, and count each shard's second pass from that one object."
 )
+
+
+def check_label_kinds(classes):
+    """Raise when some of the label arrays ``classes`` hold numbers and others
+    strings (merging them would turn the numbers into strings)."""
+    kinds = {_engine.kind_of(c) for c in classes if c is not None and len(c)}
+    if len(kinds) > 1:
+        raise ValueError(
+            "The statistics hold number labels in some shards and string labels "
+            "in others; class labels must be all numbers or all strings. Count "
+            "every shard with labels of one type."
+        )
 
 
 class CountingPass:
@@ -156,6 +168,7 @@ class CountingPass:
                 "pass: all first passes, then all second passes."
             )
         known = [m for _, m in gathered if m[0] is not None]
+        check_label_kinds([m[2] for m in known])
         if len({m[0] for m in known}) > 1 or len({m[1] for m in known}) > 1:
             raise ValueError(
                 "The processes hold statistics of different shapes or some with "

@@ -253,7 +253,7 @@ def two_passes(batches, what, n_bins, binning, per_class, probabilities=True):
 
     check_reiterable(batches, what)
     first = NeuronStatistics().update_from(batches, probabilities=probabilities)
-    if first.class_max_ is None:
+    if first.class_max_ is None or first.n_samples_ == 0:
         return first
     second = first.begin_histograms(n_bins, binning=binning, per_class=per_class)
     return second.update_from(batches, probabilities=probabilities)

@@ -274,7 +274,8 @@ class_max_, max_
         -------
         counted : bool
             True. This pass does not look for NaN or infinity: the first did,
-            and :meth:`check_same_samples` finds a batch that changed since.
+            and :meth:`check_same_samples` finds a NaN that came since (it
+            keeps NaN as the largest value).
         """
         if block.device != self.device:
             block = block.to(self.device)
@@ -300,9 +301,12 @@ class_max_, max_
     def check_same_samples(self):
         """Raise when this pass did not see the first pass's samples.
 
-        Per class and neuron, this pass's count of values > 0 and its largest
-        value must equal the first's (not so after a partial second pass,
-        other data, NaN, or a backbone that is not deterministic).
+        Per class, the number of samples, and per class and neuron, the count
+        of values > 0 and the largest value must equal the first pass's: not
+        so after a partial second pass, NaN, a backbone that is not
+        deterministic, or other data that differ in any of those. (Other data
+        with the same sign pattern and the same maxima in every class and
+        neuron pass unseen: the check compares counts, not values.)
 
         Raises
         ------

@@ -112,9 +112,10 @@ def streamed_statistics(
         stats = two_passes(X, what, n_bins, binning, per_class, probabilities)
     else:
         stats = NeuronStatistics().update_from(X, probabilities=probabilities)
-    if stats.class_max_ is None:
+    if stats.class_max_ is None or stats.n_samples_ == 0:
         raise ValueError(
-            f"{type(estimator).__name__}.fit got no batch: there is nothing to fit."
+            f"{type(estimator).__name__}.fit got no sample (no batch, or only "
+            "empty ones): there is nothing to fit."
         )
     return stats
 

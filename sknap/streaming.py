@@ -2,9 +2,9 @@
 
 Entropy and activation probabilities need only sums over samples
 (docs/definitions.md): per class and neuron, the largest value and how many
-values are positive; per neuron, how many values fall in each bin. The bins need the
-maxima first, so an exact fit takes two passes over the data: the first
-(:class:`NeuronStatistics`) gathers maxima and the counts for ``P``, the
+values are positive; per class and neuron, how many values fall in each bin.
+The bins need the maxima first, so an exact fit takes two passes over the
+data: the first (:class:`NeuronStatistics`) gathers maxima and the counts for ``P``, the
 second (:class:`HistogramStatistics`, from
 :meth:`NeuronStatistics.begin_histograms`) counts the bins. The second pass
 counts, per class, neuron and state (inactive or one of the bins on the
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from . import _engine, _kernels
-from ._counting import CountingPass
+from ._counting import CountingPass, check_label_kinds
 from ._engine_sources import ActivationBatches, compute_statistics, is_batch_source
 from ._second_pass import HistogramStatistics
 
@@ -134,6 +134,8 @@ class NeuronStatistics(CountingPass):
         """Largest value of each neuron over all classes, at least 0."""
         if self.class_max_ is None:
             return None
+        if not len(self.class_max_):  # labelled, but no sample yet
+            return torch.zeros(self.n_neurons_, dtype=torch.float64, device=self.device)
         return self.class_max_.amax(dim=0)
 
     @property
@@ -334,6 +336,7 @@ class NeuronStatistics(CountingPass):
                 "Cannot merge statistics with and without labels: the batches of "
                 "every shard must carry labels, or those of none."
             )
+        check_label_kinds([self.classes_, other.classes_])
         out = copy.deepcopy(self)
         theirs = copy.deepcopy(other).to(out.device)
         if out._labelled:

@@ -100,3 +100,28 @@ def test_class_index_outside_the_state_is_refused_before_counting(backend, bad):
     with pytest.raises(IndexError, match="outside"):
         _kernels.first_pass(A, rows, class_max, active)
     assert not active.any()
+
+
+def test_merging_number_with_string_labels_is_refused():
+    from sknap.streaming import NeuronStatistics
+
+    A = np.ones((4, 2))
+    numbers = NeuronStatistics().update(A, np.array([0, 1, 0, 1]))
+    strings = NeuronStatistics().update(A, np.array(["a", "b", "a", "b"]))
+    with pytest.raises(ValueError, match="all numbers or all strings"):
+        numbers + strings
+
+
+def test_empty_labelled_batches():
+    # Labelled batches without rows: no class yet, maxima of 0, and a clear
+    # error from the estimators and compute_statistics instead of torch's.
+    from sknap import ActivationEntropy
+    from sknap.streaming import NeuronStatistics, compute_statistics
+
+    empty = [(np.zeros((0, 3)), np.array([], dtype=np.int64))]
+    first = NeuronStatistics().update_from(empty)
+    assert first.max_.tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="empty"):
+        compute_statistics(empty, n_bins=4)
+    with pytest.raises(ValueError, match="no sample"):
+        ActivationEntropy(n_outputs=0).fit(empty)
