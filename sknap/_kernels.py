@@ -254,15 +254,23 @@ if numba is not None:
                     for j in range(n):
                         out[j] += row[j] > t[j]
 
-
-def group_rows(rows, n_classes):
-    """``(order, starts)``: the rows sorted by class (stably), and where each
-    class begins, ``starts[c] .. starts[c + 1]``. The indices must be in
-    ``[0, n_classes)``, as :func:`_check_state` makes sure."""
-    order = np.argsort(rows, kind="stable")
-    starts = np.zeros(n_classes + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_classes), out=starts[1:])
-    return order, starts
+    @numba.njit(cache=True, nogil=True)
+    def group_rows(rows, n_classes):
+        """``(order, starts)``: the rows sorted by class (a counting sort, so
+        stable), and where each class begins, ``starts[c] .. starts[c + 1]``.
+        The indices must be in ``[0, n_classes)``, as :func:`_check_state`
+        makes sure."""
+        starts = np.zeros(n_classes + 1, dtype=np.int64)
+        for c in rows:
+            starts[c + 1] += 1
+        for c in range(n_classes):
+            starts[c + 1] += starts[c]
+        order = np.empty(len(rows), dtype=np.int64)
+        position = starts[:-1].copy()
+        for i in range(len(rows)):
+            order[position[rows[i]]] = i
+            position[rows[i]] += 1
+        return order, starts
 
 
 def _numpy_chunks(A):
