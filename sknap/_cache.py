@@ -306,9 +306,12 @@ def _key(extractor, X, device):
                 h.update(f"{name}={_describe(params[name])};".encode())
             except _Unkeyable as err:
                 raise _Unkeyable(f"The parameter '{name}': {err}") from None
-    # The fitted column layout (blocks, widths, classes, names): the columns
-    # an entry holds are those of this extractor, not only as many of them.
-    h.update(f"layout={extractor.layout_!r};".encode())
+    # The fitted column layout: the columns an entry holds are those of this
+    # extractor's blocks, not only as many columns. (Names and class labels
+    # follow from these and from parameters that do not change the numbers.)
+    layout = extractor.layout_
+    structure = (layout.blocks, layout.calls, layout.widths, layout.shapes)
+    h.update(f"layout={structure!r};n_outputs={layout.n_outputs};".encode())
     h.update(f"device={device.type};data={data}".encode())
     return h.hexdigest()
 

@@ -112,7 +112,7 @@ class CountingPass:
 
     def _update(self, A, y):
         """Count batch ``A`` (labels ``y`` or None) as one block."""
-        A = _engine.check_batch(A, self.n_neurons_)
+        A = _engine.check_batch(A, None)  # start_batch checks the columns
         rows = self.start_batch(y, A.shape[0], A.shape[1], A.device)
         A = A.to(self.device, non_blocking=True)
         if not self.count_block(A, rows, 0):

@@ -115,8 +115,9 @@ def bin_edges(maxima, n_bins, binning="right"):
 
 def check_counts_memory(n_classes, n_neurons, n_bins, device, what="begin_histograms"):
     """Raise :class:`~sknap.ActivationMemoryError` when the second pass's state
-    would not fit: counts for every class, neuron and state, the edges and
-    their thresholds, and one chunk's counts of the torch code."""
+    would not fit: the counts above every threshold, for every class and
+    neuron, the states made from them when an estimator reads them, the edges
+    and their thresholds."""
     n_states = n_bins + 1
     needed = 8 * n_neurons * n_states * (2 * n_classes + 3)
     device = torch.device(device)

@@ -34,12 +34,7 @@ def count_extractor_pass(stats, extractor, X, y, probabilities=True):
     backbone's probability columns are neither computed nor counted (they
     stay 0), for fits that do not read them.
     """
-    n_columns = extractor.n_neurons_ + extractor.n_outputs_
-    if stats.n_neurons_ is not None and stats.n_neurons_ != n_columns:
-        raise ValueError(
-            f"The extractor makes {n_columns} columns but the earlier batches "
-            f"had {stats.n_neurons_}; every batch needs the same columns."
-        )
+    n_columns = extractor.n_neurons_ + extractor.n_outputs_  # start_batch checks
     # Labels given as an array are validated and looked up once for the
     # whole pass; its batches are consecutive slices of it.
     whole = {"rows": None, "position": 0}

@@ -301,8 +301,9 @@ def _torch_chunks(A):
 
 def _check_state(A, rows, state, offset, *others):
     """Raise unless the batch fits the state: the numba kernels write without
-    bounds checks, so every shape and class index is checked here, before any
-    count. ``others`` are (name, tensor, shape it must have)."""
+    bounds checks, so every shape and (on the CPU) class index is checked
+    here, before any count. ``others`` are (name, tensor, shape it must
+    have)."""
     n = A.shape[1]
     if rows.shape != (A.shape[0],):
         raise ValueError(
@@ -321,12 +322,15 @@ def _check_state(A, rows, state, offset, *others):
                 f"The counting state '{name}' has shape {tuple(tensor.shape)}, "
                 f"not {tuple(shape)}: it does not belong to these statistics."
             )
-    n_classes = state.shape[0]
-    if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= n_classes):
-        raise IndexError(
-            f"A class index is outside [0, {n_classes}): the rows' classes do "
-            "not belong to these statistics."
-        )
+    # Class indices: on the CPU, here; on CUDA, torch's own device checks
+    # (looking here would wait for the device at every block).
+    if rows.is_cpu and len(rows):
+        low, high = torch.aminmax(rows)
+        if low < 0 or high >= state.shape[0]:
+            raise IndexError(
+                f"A class index is outside [0, {state.shape[0]}): the rows' "
+                "classes do not belong to these statistics."
+            )
 
 
 def _numba_ready(*tensors):

@@ -89,14 +89,17 @@ class _NapPipeline(Pipeline):
         return params
 
     def fit(self, X, y=None, **params):
+        """``Pipeline.fit``, the later steps given the extractor's layout."""
         return super().fit(X, y, **self._with_layout(params))
 
     @available_if(_pipeline_has("fit_transform"))
     def fit_transform(self, X, y=None, **params):
+        """``Pipeline.fit_transform``, with the extractor's layout."""
         return super().fit_transform(X, y, **self._with_layout(params))
 
     @available_if(_pipeline_has("fit_predict"))
     def fit_predict(self, X, y=None, **params):
+        """``Pipeline.fit_predict``, with the extractor's layout."""
         return super().fit_predict(X, y, **self._with_layout(params))
 
 

@@ -277,6 +277,7 @@ class_max_, max_
             and :meth:`check_same_samples` finds a NaN that came since (it
             keeps NaN as the largest value).
         """
+        block = _engine.check_batch(block, None)
         if block.device != self.device:
             block = block.to(self.device)
         dtype = _kernels.working_dtype(block.dtype)

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from . import _engine
 from ._counting import CountingPass
 from ._engine_sources import ActivationBatches, two_passes
 from ._inputs import LABELS_RULE
@@ -39,12 +40,20 @@ __all__ = [
 
 def statistics_of(X, y=None, n_bins=None, binning="right", per_class=True):
     """Statistics of an in-memory matrix counted as one batch: the first pass,
-    and the second when ``n_bins`` is given."""
-    stats = NeuronStatistics().update(X, y)
+    and the second when ``n_bins`` is given, with the labels validated and
+    looked up once for both (the block protocol of the statistics)."""
+    A = _engine.check_batch(X, None)
+    first = NeuronStatistics()
+    rows = first.start_batch(y, A.shape[0], A.shape[1], A.device)
+    if not first.count_block(A, rows):
+        raise ValueError(_engine.NONFINITE_BATCH)
+    first.end_batch(rows)
     if n_bins is None:
-        return stats
-    second = stats.begin_histograms(n_bins, binning=binning, per_class=per_class)
-    return second.update(X, y)
+        return first
+    second = first.begin_histograms(n_bins, binning=binning, per_class=per_class)
+    second.count_block(A, rows)
+    second.end_batch(rows)
+    return second
 
 
 def stream_layout(estimator, X, layout):

@@ -266,6 +266,11 @@ class NeuronStatistics(CountingPass):
             False when the block holds NaN or infinity (it is then partly
             counted: raise, and count no further).
         """
+        if self.class_max_ is None:
+            raise ValueError(
+                "count_block counts a started batch: call start_batch first."
+            )
+        block = _engine.check_batch(block, None)
         if block.device != self.device:
             block = block.to(self.device)
         return _kernels.first_pass(

@@ -141,9 +141,10 @@ def test_cache_key_follows_weights_layers_and_data(data, monkeypatch):
 
 
 def test_cache_key_holds_the_column_layout(data, monkeypatch):
-    # An entry is for this extractor's columns (blocks, widths, names), not
-    # only for as many columns: another layout misses, even with the same
-    # backbone, parameters and data.
+    # An entry is for this extractor's columns (blocks, widths), not only for
+    # as many columns: another layout misses, even with the same backbone,
+    # parameters and data, and the pass then finds that the widths differ
+    # (a hit would have returned the stored columns as if they were these).
     import dataclasses
 
     X, _ = data
@@ -152,10 +153,11 @@ def test_cache_key_holds_the_column_layout(data, monkeypatch):
     extractor = ActivationExtractor(model, device="cpu", cache="memory").fit(X)
     extractor.transform(X)
     layout = extractor.layout_
-    names = tuple(f"other__{i}" for i in range(len(layout.feature_names)))
-    extractor.layout_ = dataclasses.replace(layout, feature_names=names)
+    widths = (layout.widths[0] - 1, layout.widths[1] + 1)  # the same total
+    extractor.layout_ = dataclasses.replace(layout, widths=widths)
     counter.reset()
-    extractor.transform(X)
+    with pytest.raises(ValueError, match="columns where fit saw"):
+        extractor.transform(X)
     assert counter.calls == 1
     extractor.layout_ = layout
     counter.reset()

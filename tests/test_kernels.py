@@ -125,3 +125,15 @@ def test_empty_labelled_batches():
         compute_statistics(empty, n_bins=4)
     with pytest.raises(ValueError, match="no sample"):
         ActivationEntropy(n_outputs=0).fit(empty)
+
+
+def test_block_protocol_misuse_gets_a_clear_error():
+    from sknap.streaming import NeuronStatistics
+
+    stats = NeuronStatistics()
+    with pytest.raises(ValueError, match="call start_batch first"):
+        stats.count_block(np.ones((2, 3)), torch.zeros(2, dtype=torch.int64))
+    rows = stats.start_batch(None, 2, 3)
+    assert stats.count_block(np.ones((2, 3)), rows)  # arrays are taken as well
+    stats.end_batch(rows)
+    assert stats.active_count_.tolist() == [[2, 2, 2]]
