@@ -356,12 +356,9 @@ class ActivationProbabilityFeatures(TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         if streaming.is_batch_source(X):
-            layout = _stream_fit.stream_layout(self, X, layout)
-            stats = _stream_fit.probability_statistics(self, X, y, layout)
-            if hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_  # of an earlier fit; batches have none
-            self.n_features_in_ = stats.n_neurons_
-            n, _ = _stream_fit.activation_columns(self, stats, layout)
+            stats, n, _ = _stream_fit.streamed_fit(
+                self, X, y, layout, _stream_fit.probability_statistics
+            )
             return self._fit_statistics(stats, n)
         layout = given_layout(self, layout)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])

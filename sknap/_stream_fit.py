@@ -33,6 +33,7 @@ __all__ = [
     "probability_statistics",
     "statistics_of",
     "stream_layout",
+    "streamed_fit",
     "streamed_statistics",
     "warn_empty_classes",
 ]
@@ -188,6 +189,20 @@ def probability_statistics(estimator, X, y=None, layout=None):
             f"n_bins={stats.n_bins}."
         )
     return stats
+
+
+def streamed_fit(estimator, X, y, layout, statistics):
+    """``(stats, n_neurons, n_outputs)`` of a streamed fit of ``estimator``,
+    with ``statistics`` (:func:`entropy_statistics` or
+    :func:`probability_statistics`); sets ``n_features_in_`` and forgets the
+    column names of an earlier fit (batches have none)."""
+    layout = stream_layout(estimator, X, layout)
+    stats = statistics(estimator, X, y, layout)
+    if hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+    estimator.n_features_in_ = stats.n_neurons_
+    n, n_outputs = activation_columns(estimator, stats, layout)
+    return stats, n, n_outputs
 
 
 def warn_empty_classes(classes, class_count, stacklevel=2):
