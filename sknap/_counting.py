@@ -183,8 +183,19 @@ class CountingPass:
 
     # -- copies -----------------------------------------------------------------
 
-    def _moved(self, device):
-        """These statistics with every tensor on ``device`` (a copy if it moves)."""
+    def to(self, device):
+        """These statistics with every tensor on ``device`` (a copy if it moves).
+
+        Parameters
+        ----------
+        device : str or torch.device
+            Where the tensors go.
+
+        Returns
+        -------
+        stats : NeuronStatistics or HistogramStatistics
+            ``self`` when already there, else a copy of the same class.
+        """
         device = torch.device(device)
         if self.device is not None and self.device == device:
             return self

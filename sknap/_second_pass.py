@@ -416,18 +416,3 @@ class_max_, max_
         dist.all_reduce(self._seen_count, group=group)
         dist.all_reduce(self._seen_max, op=dist.ReduceOp.MAX, group=group)
         return self
-
-    def to(self, device):
-        """These statistics with every tensor on ``device`` (a copy if it moves).
-
-        Parameters
-        ----------
-        device : str or torch.device
-            Where the tensors go.
-
-        Returns
-        -------
-        stats : HistogramStatistics
-            ``self`` when already there, else a copy.
-        """
-        return self._moved(device)

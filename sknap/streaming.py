@@ -399,18 +399,3 @@ class NeuronStatistics(CountingPass):
         dist.all_reduce(self.class_max_, op=dist.ReduceOp.MAX, group=group)
         self.n_samples_ = int(samples.item())
         return self
-
-    def to(self, device):
-        """These statistics with every tensor on ``device`` (a copy if it moves).
-
-        Parameters
-        ----------
-        device : str or torch.device
-            Where the tensors go.
-
-        Returns
-        -------
-        stats : NeuronStatistics
-            ``self`` when already there, else a copy.
-        """
-        return self._moved(device)
